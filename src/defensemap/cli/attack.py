@@ -1,0 +1,389 @@
+"""ATT&CK commands: import, sync, status, the object views, search, versions and diff."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from defensemap.cli.output import STATE, console, err_console, print_json
+from defensemap.config import Settings
+from defensemap.errors import InputError
+from defensemap.kb.documents import envelope, to_json
+from defensemap.model.attack import DOMAINS, AttackBundle
+from defensemap.store.db import Store, open_store
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stable JSON document.")]
+VersionOpt = Annotated[
+    str | None,
+    typer.Option("--attack-version", help="ATT&CK version, e.g. 16.1 (default: newest)."),
+]
+DomainOpt = Annotated[
+    str | None,
+    typer.Option("--domain", help="enterprise, mobile or ics (default: all, enterprise first)."),
+]
+
+import_app = typer.Typer(
+    help="Load local files into the store (air-gapped friendly).", no_args_is_help=True
+)
+attack_app = typer.Typer(help="ATT&CK releases: versions and diffs.", no_args_is_help=True)
+
+
+def settings() -> Settings:
+    return Settings.resolve(STATE.home)
+
+
+def _reader() -> Store:
+    return open_store(settings().store_path)
+
+
+def _set_json(flag: bool) -> None:
+    STATE.json = flag
+
+
+def _load_with_progress(paths: list[Path], attack_version: str | None) -> list[AttackBundle]:
+    from defensemap.sources.attack_stix import load_bundle
+
+    bundles = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err_console(),
+        transient=True,
+        disable=STATE.quiet or STATE.json,
+    ) as progress:
+        task = progress.add_task("parsing bundles", total=len(paths))
+        for path in paths:
+            progress.update(task, description=f"parsing {path.name}")
+            bundles.append(load_bundle(path, attack_version))
+            progress.advance(task)
+    seen: dict[tuple[str, str], str] = {}
+    for bundle in bundles:
+        key = (bundle.domain, bundle.version)
+        if key in seen:
+            raise InputError(
+                f"{bundle.source} and {seen[key]} are both {bundle.domain} {bundle.version}",
+                hint="import one file per domain and version",
+            )
+        seen[key] = bundle.source
+    return bundles
+
+
+def _store_bundles(bundles: list[AttackBundle], json_out: bool, kind: str) -> None:
+    from defensemap.store.attack import ingest_attack
+
+    store = open_store(settings().store_path, write=True)
+    try:
+        outcomes = ingest_attack(store, bundles)
+    finally:
+        store.close()
+    if json_out:
+        print_json(envelope(kind, [o.__dict__ for o in outcomes]))
+        return
+    out = console()
+    for outcome in outcomes:
+        total = sum(outcome.counts.values())
+        out.print(f"{outcome.status}: ATT&CK {outcome.domain} {outcome.version} ({total} objects)")
+        for warning in outcome.warnings:
+            err_console().print(f"warning: {warning}", markup=False)
+
+
+@import_app.command("attack")
+def import_attack(
+    files: Annotated[list[Path], typer.Argument(help="STIX 2.0/2.1 bundles, .json or .json.gz.")],
+    attack_version: Annotated[
+        str | None,
+        typer.Option(
+            "--attack-version", help="Version to record when the bundle does not say (STIX 2.0)."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import ATT&CK bundles; all files land in one transaction or none does."""
+    _set_json(json_out)
+    bundles = _load_with_progress(files, attack_version)
+    _store_bundles(bundles, json_out, "import-attack")
+
+
+def sync(
+    source: Annotated[
+        str | None, typer.Option("--source", help="Mirror with the attack-stix-data layout.")
+    ] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="Domain(s) to fetch.")
+    ] = None,
+    attack_version: Annotated[
+        str | None, typer.Option("--attack-version", help="Version to fetch.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download the official ATT&CK releases and import them atomically."""
+    from defensemap.kb.lookup import normalize_domain
+    from defensemap.sources import attack_release
+
+    _set_json(json_out)
+    root = source or attack_release.DEFAULT_SOURCE
+    domains = [d for d in (normalize_domain(x) for x in domain or []) if d]
+    chosen = attack_release.choose(attack_release.fetch_index(root), domains, attack_version)
+    if not chosen:
+        raise InputError(
+            f"{root} lists no release for {', '.join(domains) or 'any domain'}"
+            f" {attack_version or ''}".strip(),
+            hint="run `defensemap sync` without --attack-version for the newest releases",
+        )
+    home = settings().home
+    home.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="sync-", dir=home))
+    try:
+        paths = _download_all(chosen, folder, attack_release.download)
+        bundles = [
+            b
+            for p, r in zip(paths, chosen, strict=True)
+            for b in _load_with_progress([p], r.version)
+        ]
+        _store_bundles(bundles, json_out, "sync")
+    finally:
+        attack_release.clear(folder)
+
+
+def _download_all(chosen: list[Any], folder: Path, download: Callable[..., Path]) -> list[Path]:
+    paths = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console(),
+        disable=STATE.quiet or STATE.json,
+    ) as progress:
+        for release in chosen:
+            task = progress.add_task(f"{release.domain} {release.version}", total=None)
+
+            def update(done: int, total: int | None, task: Any = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            paths.append(download(release, folder, update))
+    return paths
+
+
+def status(json_out: JsonOpt = False) -> None:
+    """What is loaded, where the store is, and what to run next."""
+    from defensemap.kb.status import status as compute
+
+    _set_json(json_out)
+    doc = compute(settings())
+    if json_out:
+        print_json(envelope("status", to_json(doc)))
+        return
+    out = console()
+    out.print(f"[bold]Data home[/]  {doc.home}")
+    size = f"{doc.store_bytes / 2**20:.1f} MiB" if doc.store_exists else "not created yet"
+    out.print(f"[bold]Store[/]      {doc.store_path} ({size}, schema v{doc.schema_version})")
+    if doc.attack:
+        table = Table(title="ATT&CK releases", title_justify="left")
+        for column in (
+            "Domain",
+            "Version",
+            "STIX",
+            "Objects",
+            "Relationships",
+            "Imported",
+            "Source",
+        ):
+            table.add_column(column)
+        for r in doc.attack:
+            table.add_row(
+                r.domain,
+                r.version,
+                r.spec_version,
+                str(r.objects),
+                str(r.relationships),
+                r.imported_at,
+                r.source,
+            )
+        out.print(table)
+    for step in doc.next_steps:
+        out.print(f"[yellow]next:[/] {step}", markup=True, highlight=False)
+
+
+def _describe_command(kind: str, help_text: str) -> Callable[..., None]:
+    def command(
+        ident: Annotated[str, typer.Argument(help="ATT&CK id or exact name.")],
+        attack_version: VersionOpt = None,
+        domain: DomainOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        from defensemap.kb.attack import describe
+
+        _set_json(json_out)
+        store = _reader()
+        try:
+            doc = describe(store, kind, ident, attack_version, domain)
+        finally:
+            store.close()
+        if json_out:
+            print_json(envelope(kind, to_json(doc)))
+            return
+        from defensemap.cli.render import render
+
+        render(console(), doc)
+
+    command.__doc__ = help_text
+    return command
+
+
+def search(
+    text: Annotated[str, typer.Argument(help="Words, an id (T1021.007) or a name.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Maximum results.")] = 20,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", help="Only these kinds (technique, group, ...).")
+    ] = None,
+    attack_version: VersionOpt = None,
+    domain: DomainOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ranked full-text search over every ATT&CK object kind."""
+    from defensemap.kb.search import search as run_search
+
+    _set_json(json_out)
+    store = _reader()
+    try:
+        results = run_search(
+            store, text, limit=limit, kinds=kind, attack_version=attack_version, domain=domain
+        )
+    finally:
+        store.close()
+    if json_out:
+        print_json(envelope("search", {"query": text, "results": [to_json(r) for r in results]}))
+        return
+    table = Table(title=f"{len(results)} result(s) for {text!r}", title_justify="left", expand=True)
+    for column in ("ID", "Name", "Kind", "ATT&CK", "Match"):
+        table.add_column(column, no_wrap=column != "Name")
+    for r in results:
+        flag = " (revoked)" if r.revoked else " (deprecated)" if r.deprecated else ""
+        table.add_row(
+            r.id or "-",
+            f"{r.name or ''}{flag}",
+            r.kind,
+            f"{r.domain.removesuffix('-attack')} {r.attack_version}",
+            r.match,
+        )
+    console().print(table)
+
+
+@attack_app.command("versions")
+def versions(json_out: JsonOpt = False) -> None:
+    """ATT&CK releases in the store."""
+    from defensemap.store.attack import list_releases
+
+    _set_json(json_out)
+    store = _reader()
+    try:
+        releases = list_releases(store)
+    finally:
+        store.close()
+    rows = [
+        {
+            "domain": r.domain,
+            "version": r.version,
+            "spec_version": r.spec_version,
+            "imported_at": r.imported_at,
+            "source": r.source,
+            "sha256": r.sha256,
+        }
+        for r in releases
+    ]
+    if json_out:
+        print_json(envelope("attack-versions", rows))
+        return
+    table = Table(title="ATT&CK versions", title_justify="left")
+    for column in ("Domain", "Version", "STIX", "Imported", "Source"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["domain"], row["version"], row["spec_version"], row["imported_at"], row["source"]
+        )
+    console().print(table)
+
+
+@attack_app.command("diff")
+def attack_diff(
+    old: Annotated[str, typer.Argument(help="Older version, e.g. 16.1.")],
+    new: Annotated[str, typer.Argument(help="Newer version, e.g. 18.1.")],
+    domain: Annotated[
+        str, typer.Option("--domain", help="enterprise, mobile or ics.")
+    ] = "enterprise",
+    kind: Annotated[str, typer.Option("--kind", help="Object kind to compare.")] = "technique",
+    json_out: JsonOpt = False,
+) -> None:
+    """Added, removed, revoked, deprecated, renamed and changed objects between versions."""
+    from defensemap.kb.diff import diff
+
+    _set_json(json_out)
+    store = _reader()
+    try:
+        doc = diff(store, old, new, domain, kind)
+    finally:
+        store.close()
+    if json_out:
+        print_json(envelope("attack-diff", to_json(doc)))
+        return
+    _print_diff(doc)
+
+
+def _print_diff(doc: Any) -> None:
+    out = console()
+    out.print(f"[bold]ATT&CK {doc.domain}: {doc.old_version} → {doc.new_version} ({doc.kind})[/]")
+    sections = [
+        ("Added", [(r.id, r.name, "") for r in doc.added]),
+        ("Removed", [(r.id, r.name, "") for r in doc.removed]),
+        (
+            "Revoked",
+            [
+                (r.ref.id, r.ref.name, f"→ {r.replaced_by.id if r.replaced_by else '?'}")
+                for r in doc.revoked
+            ],
+        ),
+        ("Deprecated", [(r.id, r.name, "") for r in doc.deprecated]),
+        ("Renamed", [(r.ref.id, r.ref.name, f"was {r.old_name}") for r in doc.renamed]),
+        ("Changed", [(c.ref.id, c.ref.name, ", ".join(c.fields)) for c in doc.changed]),
+    ]
+    for title, rows in sections:
+        table = Table(title=f"{title} ({len(rows)})", title_justify="left")
+        for column in ("ID", "Name", ""):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row[0] or "-", row[1] or "", row[2])
+        out.print(table)
+
+
+DESCRIBED = {
+    "technique": "A technique or sub-technique: description, tactics, procedures, mitigations, "
+    "detection.",
+    "group": "A group: aliases, techniques and software it uses, campaigns.",
+    "software": "Malware or a tool: techniques, groups and campaigns that use it.",
+    "campaign": "A campaign: attribution, dates, techniques and software used.",
+    "mitigation": "A mitigation and the techniques it addresses.",
+    "tactic": "A tactic and its techniques in matrix order.",
+    "data-component": "A data component: log sources and the techniques it detects.",
+    "detection-strategy": "An ATT&CK v18 detection strategy with its analytics.",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.add_typer(import_app, name="import")
+    app.command("sync")(sync)
+    for kind, help_text in DESCRIBED.items():
+        app.command(kind, help=help_text)(_describe_command(kind, help_text))
+    app.command("search")(search)
+    app.add_typer(attack_app, name="attack")
+
+
+__all__ = ["DOMAINS", "register"]

@@ -1,0 +1,105 @@
+"""Read JSON input files (plain or gzip) safely: bounded size, precise errors."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from defensemap.errors import ParseError, SourceError, SourceLocation
+
+GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+MAX_BYTES_ENV = "DEFENSEMAP_MAX_INPUT_MB"
+DEFAULT_MAX_BYTES = 512 << 20
+
+
+def max_input_bytes() -> int:
+    """Largest (uncompressed) input accepted; official ATT&CK bundles are under 50 MB."""
+    env = os.environ.get(MAX_BYTES_ENV)
+    if env and env.isdigit():
+        return int(env) << 20
+    return DEFAULT_MAX_BYTES
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """The decoded JSON of one file, its bytes' SHA-256 and where it came from."""
+
+    path: str
+    sha256: str
+    data: Any
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """Whole (decompressed) content of ``path``; refuses files above ``limit`` before reading.
+
+    Gzip is detected by its magic number and inflated in chunks, so a truncated archive or a
+    gzip bomb is reported instead of exhausting memory.
+    """
+    limit = max_input_bytes() if limit is None else limit
+    where = SourceLocation(path=str(path))
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(2)
+            handle.seek(0)
+            if magic == GZIP_MAGIC:
+                return _inflate(handle, limit, where)
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise ParseError(
+                    f"file is {size / 2**20:.0f} MiB, larger than the {limit >> 20} MiB limit",
+                    location=where,
+                    hint=f"check it is the right file, or raise ${MAX_BYTES_ENV}",
+                )
+            return handle.read()
+    except FileNotFoundError:
+        raise SourceError("file not found", location=where, hint="check the path") from None
+    except IsADirectoryError:
+        raise SourceError("is a directory, not a file", location=where) from None
+    except PermissionError:
+        raise SourceError("permission denied", location=where) from None
+
+
+def _inflate(handle: Any, limit: int, where: SourceLocation) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with gzip.GzipFile(fileobj=handle) as archive:
+            while chunk := archive.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise ParseError(
+                        f"gzip content exceeds the {limit >> 20} MiB limit",
+                        location=where,
+                        hint=f"check it is the right file, or raise ${MAX_BYTES_ENV}",
+                    )
+                chunks.append(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise ParseError(
+            f"gzip archive is truncated or corrupt ({exc})",
+            location=where,
+            hint="download the file again",
+        ) from None
+    return b"".join(chunks)
+
+
+def read_json(path: Path, limit: int | None = None) -> RawDocument:
+    """Parse a ``.json`` or ``.json.gz`` file; errors name the line and column."""
+    content = read_bytes(path, limit)
+    digest = hashlib.sha256(content).hexdigest()
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(
+            f"not valid JSON: {exc.msg}",
+            location=SourceLocation(path=str(path), line=exc.lineno, column=exc.colno),
+            hint="the file is damaged or not JSON; download or export it again",
+        ) from None
+    return RawDocument(path=str(path), sha256=digest, data=data)
