@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,9 +144,9 @@ def sync(
     try:
         paths = _download_all(chosen, folder, attack_release.download)
         bundles = [
-            b
-            for p, r in zip(paths, chosen, strict=True)
-            for b in _load_with_progress([p], r.version)
+            replace(bundle, source=release.url)
+            for path, release in zip(paths, chosen, strict=True)
+            for bundle in _load_with_progress([path], release.version)
         ]
         _store_bundles(bundles, json_out, "sync")
     finally:

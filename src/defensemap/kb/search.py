@@ -75,7 +75,7 @@ def search(
             add(release, obj, "name")
     match = fts_query(query)
     if match:
-        hits = attack_store.search_attack(store, match, list(by_id), limit * 3)
+        hits = attack_store.search_attack(store, match, list(by_id), limit, kinds)
         objects: dict[tuple[int, str], AttackObject] = {}
         for release_id in {h.release_id for h in hits}:
             ids = [h.stix_id for h in hits if h.release_id == release_id]

@@ -93,7 +93,7 @@ def attack_id_of(refs: list[dict[str, Any]] | list[ExternalReference]) -> str | 
 def load_bundle(path: Path, attack_version: str | None = None) -> AttackBundle:
     """Read and parse one bundle file (``.json`` or ``.json.gz``)."""
     with paused_gc():
-        return parse_bundle(read_json(path), attack_version)
+        return parse_bundle(read_json(path.resolve()), attack_version)
 
 
 def parse_bundle(doc: RawDocument, attack_version: str | None = None) -> AttackBundle:

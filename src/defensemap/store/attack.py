@@ -282,20 +282,28 @@ class SearchHit:
 
 
 def search_attack(
-    store: Store, match: str, release_ids: Sequence[int], limit: int
+    store: Store,
+    match: str,
+    release_ids: Sequence[int],
+    limit: int,
+    kinds: Sequence[str] | None = None,
 ) -> list[SearchHit]:
-    """Full-text hits (bm25, names weighted above descriptions) within the given releases."""
+    """Full-text hits (bm25, ids and names weighted above descriptions) within the given
+    releases, optionally only of some kinds."""
     if not release_ids:
         return []
     scopes = [f"{SCOPE_PREFIX}{rid}" for rid in release_ids]
-    marks = ",".join("?" * len(scopes))
+    where = f"search_index MATCH ? AND scope IN ({','.join('?' * len(scopes))})"
+    params: list[str | int] = [match, *scopes]
+    if kinds:
+        where += f" AND kind IN ({','.join('?' * len(kinds))})"
+        params += list(kinds)
     rows = store.conn.execute(
         "SELECT scope, ref, kind, ident, title,"
         " snippet(search_index, 2, '[', ']', '…', 12) AS snippet,"
         " bm25(search_index, 10.0, 5.0, 1.0) AS score"
-        f" FROM search_index WHERE search_index MATCH ? AND scope IN ({marks})"
-        " ORDER BY score LIMIT ?",
-        (match, *scopes, limit),
+        f" FROM search_index WHERE {where} ORDER BY score LIMIT ?",
+        (*params, limit),
     ).fetchall()
     return [
         SearchHit(
