@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from defensemap.cli.output import STATE, console, err_console, print_json
+from defensemap.cli.output import STATE, console, err_console, print_json, progress
 from defensemap.config import Settings
 from defensemap.errors import InputError
 from defensemap.kb.documents import envelope, to_json
@@ -51,19 +51,17 @@ def _load_with_progress(paths: list[Path], attack_version: str | None) -> list[A
     from defensemap.sources.attack_stix import load_bundle
 
     bundles = []
-    with Progress(
+    with progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        console=err_console(),
         transient=True,
-        disable=STATE.quiet or STATE.json,
-    ) as progress:
-        task = progress.add_task("parsing bundles", total=len(paths))
+    ) as bar:
+        task = bar.add_task("parsing bundles", total=len(paths))
         for path in paths:
-            progress.update(task, description=f"parsing {path.name}")
+            bar.update(task, description=f"parsing {path.name}")
             bundles.append(load_bundle(path, attack_version))
-            progress.advance(task)
+            bar.advance(task)
     seen: dict[tuple[str, str], str] = {}
     for bundle in bundles:
         key = (bundle.domain, bundle.version)
@@ -155,19 +153,14 @@ def sync(
 
 def _download_all(chosen: list[Any], folder: Path, download: Callable[..., Path]) -> list[Path]:
     paths = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err_console(),
-        disable=STATE.quiet or STATE.json,
-    ) as progress:
+    with progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn()
+    ) as bar:
         for release in chosen:
-            task = progress.add_task(f"{release.domain} {release.version}", total=None)
+            task = bar.add_task(f"{release.domain} {release.version}", total=None)
 
             def update(done: int, total: int | None, task: Any = task) -> None:
-                progress.update(task, completed=done, total=total)
+                bar.update(task, completed=done, total=total)
 
             paths.append(download(release, folder, update))
     return paths

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.progress import Progress, ProgressColumn
 from rich.text import Text
 
 from defensemap.errors import DefensemapError
@@ -31,6 +32,18 @@ def console() -> Console:
 
 def err_console() -> Console:
     return Console(stderr=True, highlight=False)
+
+
+def progress(*columns: ProgressColumn | str, transient: bool = False) -> Progress:
+    """A progress display on stderr, silent under --quiet/--json or when stderr is not a
+    terminal (a bar redrawn into a log file or a pipe is noise)."""
+    stderr = err_console()
+    return Progress(
+        *columns,
+        console=stderr,
+        transient=transient,
+        disable=STATE.quiet or STATE.json or not stderr.is_terminal,
+    )
 
 
 def _default(value: Any) -> Any:

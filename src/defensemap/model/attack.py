@@ -39,7 +39,7 @@ def version_key(version: str) -> tuple[int, ...]:
     """Sort ATT&CK versions numerically (``9.0`` < ``16.1`` < ``18.1``)."""
     parts = []
     for piece in version.split("."):
-        parts.append(int(piece) if piece.isdigit() else 0)
+        parts.append(int(piece) if piece.isdecimal() else 0)  # int('²') raises
     return tuple(parts)
 
 

@@ -137,7 +137,7 @@ def download(
     limit = max_input_bytes()
     with _open_with_deadline(release.url) as response, target.open("wb") as out:
         length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
+        total = int(length) if length and length.isdecimal() else None
         done = 0
         try:
             while chunk := response.read(1 << 20):

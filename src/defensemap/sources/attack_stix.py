@@ -28,7 +28,7 @@ from defensemap.model.attack import (
 from defensemap.sources.files import RawDocument, read_json
 from defensemap.util import paused_gc
 
-_ID_RE = re.compile(r"^([a-z0-9][a-z0-9-]*)--[0-9a-fA-F-]{8,}$")
+_ID_RE = re.compile(r"^([a-z0-9][a-z0-9-]*)--[0-9a-fA-F-]{8,}\Z")
 _VERSION_IN_NAME = re.compile(r"(?<![\d.])(\d{1,2}\.\d{1,2})(?=\.json)")
 _ATTACK_SOURCES = ("mitre-attack", "mitre-mobile-attack", "mitre-ics-attack", "mitre-pre-attack")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ DEFAULT_MAX_BYTES = 512 << 20
 def max_input_bytes() -> int:
     """Largest (uncompressed) input accepted; official ATT&CK bundles are under 50 MB."""
     env = os.environ.get(MAX_BYTES_ENV)
-    if env and env.isdigit():
+    if env and env.isdecimal():
         return int(env) << 20
     return DEFAULT_MAX_BYTES
 
@@ -47,14 +48,17 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     where = SourceLocation(path=str(path))
     try:
         with path.open("rb") as handle:
-            magic = handle.read(2)
-            handle.seek(0)
-            if magic == GZIP_MAGIC:
+            # peek, not read + seek: a pipe (``<(curl ...)``) cannot seek
+            if handle.peek(2)[:2] == GZIP_MAGIC:
                 return _inflate(handle, limit, where)
-            size = os.fstat(handle.fileno()).st_size
-            if size > limit:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                # pipes and devices report size 0: bound the read itself
+                return _read_limited(handle, limit, where, "input")
+            if info.st_size > limit:
                 raise ParseError(
-                    f"file is {size / 2**20:.0f} MiB, larger than the {limit >> 20} MiB limit",
+                    f"file is {info.st_size / 2**20:.0f} MiB, larger than the {limit >> 20} MiB"
+                    " limit",
                     location=where,
                     hint=f"check it is the right file, or raise ${MAX_BYTES_ENV}",
                 )
@@ -62,32 +66,48 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     except FileNotFoundError:
         raise SourceError("file not found", location=where, hint="check the path") from None
     except IsADirectoryError:
-        raise SourceError("is a directory, not a file", location=where) from None
+        raise SourceError(
+            "is a directory, not a file",
+            location=where,
+            hint="pass the bundle file itself (.json or .json.gz)",
+        ) from None
     except PermissionError:
-        raise SourceError("permission denied", location=where) from None
+        raise SourceError(
+            "permission denied", location=where, hint="check the file's permissions"
+        ) from None
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read the file: {exc.strerror or exc}",
+            location=where,
+            hint="check the path, or copy the file to a local disk",
+        ) from None
+
+
+def _read_limited(stream: Any, limit: int, where: SourceLocation, what: str) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := stream.read(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise ParseError(
+                f"{what} exceeds the {limit >> 20} MiB limit",
+                location=where,
+                hint=f"check it is the right file, or raise ${MAX_BYTES_ENV}",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _inflate(handle: Any, limit: int, where: SourceLocation) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
     try:
         with gzip.GzipFile(fileobj=handle) as archive:
-            while chunk := archive.read(_CHUNK):
-                total += len(chunk)
-                if total > limit:
-                    raise ParseError(
-                        f"gzip content exceeds the {limit >> 20} MiB limit",
-                        location=where,
-                        hint=f"check it is the right file, or raise ${MAX_BYTES_ENV}",
-                    )
-                chunks.append(chunk)
+            return _read_limited(archive, limit, where, "gzip content")
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise ParseError(
             f"gzip archive is truncated or corrupt ({exc})",
             location=where,
             hint="download the file again",
         ) from None
-    return b"".join(chunks)
 
 
 def read_json(path: Path, limit: int | None = None) -> RawDocument:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from defensemap.errors import StoreError
+from defensemap.errors import SourceLocation, StoreError
 
 LOAD_HINT = "load data with `defensemap sync` (online) or `defensemap import attack FILE` (offline)"
 
@@ -57,13 +57,28 @@ class Store:
         """All-or-nothing write: commit on success, roll back on any exception."""
         if not self.writable:
             raise StoreError("the store is open read-only", location=None)
-        self.conn.execute("BEGIN IMMEDIATE")
+        where = SourceLocation(path=str(self.path))
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"cannot write the store: {exc}",
+                location=where,
+                hint="another defensemap command is writing it; retry when it has finished",
+            ) from None
         try:
             yield self.conn
+            self.conn.commit()
+        except sqlite3.DatabaseError as exc:
+            self.conn.rollback()
+            raise StoreError(
+                f"write failed and was rolled back, the store is unchanged: {exc}",
+                location=where,
+                hint="check free disk space and that the store file is writable",
+            ) from exc
         except BaseException:
             self.conn.rollback()
             raise
-        self.conn.commit()
 
 
 def open_store(path: Path, *, write: bool = False) -> Store:
@@ -75,6 +90,11 @@ def open_store(path: Path, *, write: bool = False) -> Store:
     else:
         if not path.exists():
             raise StoreError(f"no store at {path}", hint=LOAD_HINT)
+        if Path(f"{path}-journal").exists():
+            # a writer crashed (or is running): only a read-write connection can roll back
+            # its hot journal, a read-only one fails with "attempt to write a readonly database"
+            with suppress(StoreError):  # read-only media: the read-only open below decides
+                _connect(path, "rw").close()
         conn = _connect(path, "ro")
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current != schema_version():
