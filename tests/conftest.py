@@ -17,6 +17,8 @@ ENTERPRISE_16 = ATTACK_DIR / "enterprise-attack-16.1.json"
 MOBILE_18 = ATTACK_DIR / "mobile-attack-18.1.json"
 ICS_18 = ATTACK_DIR / "ics-attack-18.1.json"
 ICS_18_STIX21 = ATTACK_DIR / "stix21" / "ics-attack-18.1.json"
+MAPPINGS_DIR = SHARED_DATA / "mappings" / "mappings"
+MAPPING_SCHEMA = SHARED_DATA / "mappings" / "schema" / "mapex-unified-data-schema.json"
 GOLDEN = REPO / "tests" / "golden"
 
 
@@ -36,15 +38,19 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def loaded_store_path(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """A store with enterprise 18.1 + 16.1, mobile 18.1 and ICS 18.1 (STIX 2.1), built once."""
+    """A store with enterprise 18.1 + 16.1, mobile 18.1, ICS 18.1 (STIX 2.1) and every
+    Mappings Explorer file, built once."""
     from defensemap.sources.attack_stix import load_bundle
+    from defensemap.sources.mappings import collect_files, load_mapping_file
     from defensemap.store.attack import ingest_attack
     from defensemap.store.db import open_store
+    from defensemap.store.mappings import ingest_mappings
 
     path = tmp_path_factory.mktemp("store") / "defensemap.sqlite"
     store = open_store(path, write=True)
     bundles = [load_bundle(p) for p in (ENTERPRISE_18, ENTERPRISE_16, MOBILE_18, ICS_18_STIX21)]
     ingest_attack(store, bundles)
+    ingest_mappings(store, [load_mapping_file(p) for p in collect_files([MAPPINGS_DIR])])
     store.close()
     return path
 

@@ -116,3 +116,9 @@ class NetworkError(DefensemapError):
     """A download failed; the hint names the offline alternative."""
 
     code = "network_error"
+
+
+class ExportError(DefensemapError):
+    """An export cannot be produced from what the store holds."""
+
+    code = "export_error"

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from tests.conftest import GOLDEN
 
-LONG_TEXT_FIELDS = {"description"}
+LONG_TEXT_FIELDS = {"description", "comments"}
 
 
 def _fingerprint(value: Any) -> Any:
-    """Replace ATT&CK prose with its hash so the golden file pins every byte of the output
-    without carrying MITRE's text in this repository; ids, names and structure stay readable."""
+    """Replace upstream prose (ATT&CK descriptions, mapping comments) with its hash so the
+    golden file pins every byte of the output without carrying that text in this repository;
+    ids, names and structure stay readable."""
     if isinstance(value, dict):
         return {
             k: (

@@ -2,52 +2,33 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn
 from rich.table import Table
 
-from defensemap.cli.output import STATE, console, err_console, print_json, progress
-from defensemap.config import Settings
-from defensemap.errors import InputError
-from defensemap.kb.documents import envelope, to_json
-from defensemap.model.attack import DOMAINS, AttackBundle
-from defensemap.store.db import Store, open_store
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the stable JSON document.")]
-VersionOpt = Annotated[
-    str | None,
-    typer.Option("--attack-version", help="ATT&CK version, e.g. 16.1 (default: newest)."),
-]
-DomainOpt = Annotated[
-    str | None,
-    typer.Option("--domain", help="enterprise, mobile or ics (default: all, enterprise first)."),
-]
-
-import_app = typer.Typer(
-    help="Load local files into the store (air-gapped friendly).", no_args_is_help=True
+from defensemap.cli.common import (
+    DomainOpt,
+    JsonOpt,
+    VersionOpt,
+    ensure_unique,
+    import_app,
+    reading,
+    set_json,
+    settings,
+    writing,
 )
+from defensemap.cli.output import console, err_console, print_json, progress
+from defensemap.kb.documents import envelope, to_json
+from defensemap.model.attack import AttackBundle
+
 attack_app = typer.Typer(help="ATT&CK releases: versions and diffs.", no_args_is_help=True)
 
 
-def settings() -> Settings:
-    return Settings.resolve(STATE.home)
-
-
-def _reader() -> Store:
-    return open_store(settings().store_path)
-
-
-def _set_json(flag: bool) -> None:
-    STATE.json = flag
-
-
-def _load_with_progress(paths: list[Path], attack_version: str | None) -> list[AttackBundle]:
+def load_with_progress(paths: list[Path], attack_version: str | None) -> list[AttackBundle]:
     from defensemap.sources.attack_stix import load_bundle
 
     bundles = []
@@ -62,26 +43,15 @@ def _load_with_progress(paths: list[Path], attack_version: str | None) -> list[A
             bar.update(task, description=f"parsing {path.name}")
             bundles.append(load_bundle(path, attack_version))
             bar.advance(task)
-    seen: dict[tuple[str, str], str] = {}
-    for bundle in bundles:
-        key = (bundle.domain, bundle.version)
-        if key in seen:
-            raise InputError(
-                f"{bundle.source} and {seen[key]} are both {bundle.domain} {bundle.version}",
-                hint="import one file per domain and version",
-            )
-        seen[key] = bundle.source
+    ensure_unique(bundles, lambda b: f"{b.domain} {b.version}", lambda b: b.source, "ATT&CK")
     return bundles
 
 
-def _store_bundles(bundles: list[AttackBundle], json_out: bool, kind: str) -> None:
+def store_bundles(bundles: list[AttackBundle], json_out: bool, kind: str) -> None:
     from defensemap.store.attack import ingest_attack
 
-    store = open_store(settings().store_path, write=True)
-    try:
+    with writing() as store:
         outcomes = ingest_attack(store, bundles)
-    finally:
-        store.close()
     if json_out:
         print_json(envelope(kind, [o.__dict__ for o in outcomes]))
         return
@@ -105,72 +75,16 @@ def import_attack(
     json_out: JsonOpt = False,
 ) -> None:
     """Import ATT&CK bundles; all files land in one transaction or none does."""
-    _set_json(json_out)
-    bundles = _load_with_progress(files, attack_version)
-    _store_bundles(bundles, json_out, "import-attack")
-
-
-def sync(
-    source: Annotated[
-        str | None, typer.Option("--source", help="Mirror with the attack-stix-data layout.")
-    ] = None,
-    domain: Annotated[
-        list[str] | None, typer.Option("--domain", help="Domain(s) to fetch.")
-    ] = None,
-    attack_version: Annotated[
-        str | None, typer.Option("--attack-version", help="Version to fetch.")
-    ] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Download the official ATT&CK releases and import them atomically."""
-    from defensemap.kb.lookup import normalize_domain
-    from defensemap.sources import attack_release
-
-    _set_json(json_out)
-    root = source or attack_release.DEFAULT_SOURCE
-    domains = [d for d in (normalize_domain(x) for x in domain or []) if d]
-    chosen = attack_release.choose(attack_release.fetch_index(root), domains, attack_version)
-    if not chosen:
-        raise InputError(
-            f"{root} lists no release for {', '.join(domains) or 'any domain'}"
-            f" {attack_version or ''}".strip(),
-            hint="run `defensemap sync` without --attack-version for the newest releases",
-        )
-    home = settings().home
-    home.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="sync-", dir=home))
-    try:
-        paths = _download_all(chosen, folder, attack_release.download)
-        bundles = [
-            replace(bundle, source=release.url)
-            for path, release in zip(paths, chosen, strict=True)
-            for bundle in _load_with_progress([path], release.version)
-        ]
-        _store_bundles(bundles, json_out, "sync")
-    finally:
-        attack_release.clear(folder)
-
-
-def _download_all(chosen: list[Any], folder: Path, download: Callable[..., Path]) -> list[Path]:
-    paths = []
-    with progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn()
-    ) as bar:
-        for release in chosen:
-            task = bar.add_task(f"{release.domain} {release.version}", total=None)
-
-            def update(done: int, total: int | None, task: Any = task) -> None:
-                bar.update(task, completed=done, total=total)
-
-            paths.append(download(release, folder, update))
-    return paths
+    set_json(json_out)
+    bundles = load_with_progress(files, attack_version)
+    store_bundles(bundles, json_out, "import-attack")
 
 
 def status(json_out: JsonOpt = False) -> None:
     """What is loaded, where the store is, and what to run next."""
     from defensemap.kb.status import status as compute
 
-    _set_json(json_out)
+    set_json(json_out)
     doc = compute(settings())
     if json_out:
         print_json(envelope("status", to_json(doc)))
@@ -215,12 +129,9 @@ def _describe_command(kind: str, help_text: str) -> Callable[..., None]:
     ) -> None:
         from defensemap.kb.attack import describe
 
-        _set_json(json_out)
-        store = _reader()
-        try:
+        set_json(json_out)
+        with reading() as store:
             doc = describe(store, kind, ident, attack_version, domain)
-        finally:
-            store.close()
         if json_out:
             print_json(envelope(kind, to_json(doc)))
             return
@@ -245,19 +156,16 @@ def search(
     """Ranked full-text search over every ATT&CK object kind."""
     from defensemap.kb.search import search as run_search
 
-    _set_json(json_out)
-    store = _reader()
-    try:
+    set_json(json_out)
+    with reading() as store:
         results = run_search(
             store, text, limit=limit, kinds=kind, attack_version=attack_version, domain=domain
         )
-    finally:
-        store.close()
     if json_out:
         print_json(envelope("search", {"query": text, "results": [to_json(r) for r in results]}))
         return
     table = Table(title=f"{len(results)} result(s) for {text!r}", title_justify="left", expand=True)
-    for column in ("ID", "Name", "Kind", "ATT&CK", "Match"):
+    for column in ("ID", "Name", "Kind", "Source", "Match"):
         table.add_column(column, no_wrap=column != "Name")
     for r in results:
         flag = " (revoked)" if r.revoked else " (deprecated)" if r.deprecated else ""
@@ -265,10 +173,20 @@ def search(
             r.id or "-",
             f"{r.name or ''}{flag}",
             r.kind,
-            f"{r.domain.removesuffix('-attack')} {r.attack_version}",
+            _source(r),
             r.match,
         )
     console().print(table)
+
+
+def _source(result: Any) -> str:
+    """Where a search hit comes from: an ATT&CK release or a mapping framework."""
+    domain = result.domain.removesuffix("-attack")
+    if result.framework:
+        from defensemap.model.mappings import framework_label
+
+        return f"{framework_label(result.framework)} (ATT&CK {result.attack_version} {domain})"
+    return f"ATT&CK {result.attack_version} {domain}"
 
 
 @attack_app.command("versions")
@@ -276,12 +194,9 @@ def versions(json_out: JsonOpt = False) -> None:
     """ATT&CK releases in the store."""
     from defensemap.store.attack import list_releases
 
-    _set_json(json_out)
-    store = _reader()
-    try:
+    set_json(json_out)
+    with reading() as store:
         releases = list_releases(store)
-    finally:
-        store.close()
     rows = [
         {
             "domain": r.domain,
@@ -319,12 +234,9 @@ def attack_diff(
     """Added, removed, revoked, deprecated, renamed and changed objects between versions."""
     from defensemap.kb.diff import diff
 
-    _set_json(json_out)
-    store = _reader()
-    try:
+    set_json(json_out)
+    with reading() as store:
         doc = diff(store, old, new, domain, kind)
-    finally:
-        store.close()
     if json_out:
         print_json(envelope("attack-diff", to_json(doc)))
         return
@@ -372,12 +284,7 @@ DESCRIBED = {
 
 def register(app: typer.Typer) -> None:
     app.command("status")(status)
-    app.add_typer(import_app, name="import")
-    app.command("sync")(sync)
     for kind, help_text in DESCRIBED.items():
         app.command(kind, help=help_text)(_describe_command(kind, help_text))
     app.command("search")(search)
     app.add_typer(attack_app, name="attack")
-
-
-__all__ = ["DOMAINS", "register"]

@@ -14,11 +14,14 @@ from rich.text import Text
 
 from defensemap.kb.documents import (
     AnalyticDoc,
+    AttackResolution,
     CampaignDoc,
     Common,
     DataComponentDoc,
     DetectionStrategyDoc,
+    FrameworkMappings,
     GroupDoc,
+    MappingView,
     MitigationDoc,
     ObjectRef,
     Related,
@@ -163,6 +166,10 @@ def _technique(doc: TechniqueDoc) -> list[RenderableType | None]:
     if doc.legacy_detection.strip():
         parts += [Text("Detection (ATT&CK text)", style="bold"), markdown(doc.legacy_detection)]
     parts.append(_references(doc.references))
+    parts.append(Text("What counters it", style="bold"))
+    parts += _mapping_tables(doc.mappings) or [
+        Text("No mappings loaded for this technique.", style="dim")
+    ]
     return parts
 
 
@@ -282,4 +289,112 @@ _VIEWS: dict[type, Any] = {
 
 def render(console: Console, doc: Any) -> None:
     parts = [p for p in _VIEWS[type(doc)](doc) if p is not None]
+    console.print(Group(*parts))
+
+
+def _score(view: MappingView) -> str:
+    return " / ".join(x for x in (view.score_category, view.score_value) if x)
+
+
+def _resolution(att: AttackResolution) -> str:
+    """How the mapped id reads on the user's ATT&CK version."""
+    if att.status == "revoked":
+        return f"{att.mapped_id} revoked → {att.current_id or '?'}"
+    if att.status in ("deprecated", "missing"):
+        return f"{att.mapped_id} ({att.status} in {att.attack_version})"
+    return att.mapped_id or "-"
+
+
+def _mapping_tables(blocks: list[FrameworkMappings]) -> list[RenderableType]:
+    tables: list[RenderableType] = []
+    for block in blocks:
+        table = Table(
+            title=f"{block.label} {block.framework_version} — mapped on ATT&CK"
+            f" {block.mapped_on} ({len(block.rows)})",
+            title_justify="left",
+            show_lines=True,
+            expand=True,
+        )
+        for column, ratio in (
+            ("Capability", 1),
+            ("Description", 2),
+            ("Group", 1),
+            ("Type", 1),
+            ("Score", 1),
+            ("Technique", 1),
+            ("Comments", 4),
+        ):
+            table.add_column(column, ratio=ratio)
+        for row in block.rows:
+            comments = (row.comments or "") + "".join(f"\n{ref}" for ref in row.references)
+            table.add_row(
+                row.capability_id or "-",
+                row.capability_description or "",
+                row.capability_group_name or row.capability_group or "",
+                row.mapping_type_label,
+                _score(row),
+                _resolution(row.attack),
+                comments.strip(),
+            )
+        tables.append(table)
+    return tables
+
+
+def render_mappings(console: Console, blocks: list[FrameworkMappings]) -> None:
+    console.print(Group(*_mapping_tables(blocks)))
+
+
+def render_capability(console: Console, doc: Any) -> None:
+    title = Text.assemble((f"{doc.capability_id} ", "bold cyan"), (doc.description or "", "bold"))
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row(
+        "Framework",
+        f"{doc.label} {doc.framework_version} (mapped on ATT&CK {doc.mapped_on}, {doc.domain})",
+    )
+    facts.add_row("Group", doc.capability_group_name or doc.capability_group or "-")
+    facts.add_row("Shown on", f"ATT&CK {doc.attack_version or '(not loaded: ids unchecked)'}")
+    parts: list[RenderableType] = [Panel(facts, title=title, title_align="left")]
+    for group in doc.mapping_types:
+        table = Table(title=f"{group.label} ({len(group.rows)})", title_justify="left", expand=True)
+        for column in ("Technique", "Name", "Score", "Comments"):
+            table.add_column(column, ratio=3 if column == "Comments" else 1)
+        for row in group.rows:
+            table.add_row(
+                _resolution(row.attack),
+                row.attack.current_name or row.attack.mapped_name or "",
+                _score(row),
+                row.comments or "",
+            )
+        parts.append(table)
+    console.print(Group(*parts))
+
+
+def render_framework(console: Console, doc: Any) -> None:
+    header = (
+        f"{doc.label} {doc.framework_version} — mapped on ATT&CK {doc.mapped_on} ({doc.domain})"
+        f"\nTypes: {', '.join(doc.mapping_types.values())};"
+        f" by {doc.organization or doc.author or '-'};"
+        f" created {doc.creation_date or '-'}, updated {doc.last_update or '-'}"
+    )
+    parts: list[RenderableType] = [Panel(header, title=doc.framework, title_align="left")]
+    for group in doc.capability_groups:
+        table = Table(title=f"{group.name} ({len(group.capabilities)})", title_justify="left")
+        for column in ("Capability", "Description", "Mappings", "Techniques"):
+            table.add_column(column)
+        for cap in group.capabilities:
+            table.add_row(cap.id, cap.description or "", str(cap.mappings), str(cap.techniques))
+        parts.append(table)
+    for title, items in (
+        ("Non-mappable techniques", doc.non_mappable_techniques),
+        ("Non-mappable capabilities", doc.non_mappable_capabilities),
+    ):
+        if items:
+            table = Table(title=f"{title} ({len(items)})", title_justify="left")
+            for column in ("ID", "Name", "Comments"):
+                table.add_column(column)
+            for item in items:
+                table.add_row(item.id or "-", item.name or "", item.comments or "")
+            parts.append(table)
     console.print(Group(*parts))

@@ -27,6 +27,7 @@ from defensemap.kb.documents import (
     TechniqueDoc,
 )
 from defensemap.kb.lookup import Found, ReleaseView, find_object, ref
+from defensemap.kb.mappings import technique_mappings_or_empty
 from defensemap.model.attack import AttackObject, Relationship
 from defensemap.model.citations import ReferenceBook
 from defensemap.store.db import Store
@@ -296,6 +297,9 @@ def technique_doc(found: Found) -> TechniqueDoc:
             legacy if isinstance(legacy, str) else "", obj.raw.get("external_references")
         ),
         references=book.references,
+        mappings=technique_mappings_or_empty(
+            view.store, obj.attack_id or obj.stix_id, view.release.version, view.release.domain
+        ),
     )
 
 

@@ -105,6 +105,54 @@ class DataComponentUse:
 
 
 @dataclass(frozen=True)
+class AttackResolution:
+    """Where a mapped ATT&CK id lands on the version the user looks at.
+
+    ``status``: ``current`` (same id), ``revoked`` (redirected to ``current_id``),
+    ``deprecated``, ``missing`` (not in that version) or ``unchecked`` (no ATT&CK loaded).
+    """
+
+    mapped_id: str | None
+    mapped_name: str | None
+    current_id: str | None
+    current_name: str | None
+    status: str
+    attack_version: str | None
+
+
+@dataclass(frozen=True)
+class MappingView:
+    capability_id: str | None
+    capability_description: str | None
+    capability_group: str | None
+    capability_group_name: str | None
+    mapping_type: str
+    mapping_type_label: str
+    score_category: str | None
+    score_value: str | None
+    related_score: str | None
+    comments: str | None
+    references: list[str]
+    status: str | None
+    occurrences: int
+    mapped_on: str
+    attack: AttackResolution
+
+
+@dataclass(frozen=True)
+class FrameworkMappings:
+    """The rows of one mapping set, as one tab of the Mappings Explorer page."""
+
+    framework: str
+    label: str
+    framework_version: str
+    mapped_on: str
+    domain: str
+    mapping_types: dict[str, str]
+    rows: list[MappingView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class TechniqueDoc:
     common: Common
     tactics: list[TacticRef]
@@ -121,6 +169,7 @@ class TechniqueDoc:
     data_components: list[DataComponentUse]
     legacy_detection: str
     references: list[Reference]
+    mappings: list[FrameworkMappings]
     kind_name: str = field(default="technique", init=False)
 
 

@@ -1,17 +1,24 @@
-"""Ranked search over every ATT&CK object kind: exact ids, then exact names, then FTS5."""
+"""Ranked search over everything loaded: ATT&CK objects of every kind and mapped
+capabilities. Exact ids first, then exact names, then full-text (FTS5) matches."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from defensemap.errors import StoreError
 from defensemap.kb.lookup import select_releases
+from defensemap.kb.mappings import select_sets
 from defensemap.model.attack import AttackObject, Release
+from defensemap.model.mappings import MappingSet
 from defensemap.store import attack as attack_store
-from defensemap.store.db import Store
+from defensemap.store import mappings as mapping_store
+from defensemap.store.db import LOAD_HINT, Store
+from defensemap.store.search import IndexHit, search_index
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 MATCH_RANK = {"id": 0, "name": 1, "text": 2}
+CAPABILITY = "capability"
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class SearchResult:
     snippet: str
     revoked: bool
     deprecated: bool
+    framework: str | None = None
 
 
 def fts_query(text: str) -> str | None:
@@ -37,6 +45,69 @@ def fts_query(text: str) -> str | None:
     return " ".join(quoted)
 
 
+def _loaded(
+    store: Store, attack_version: str | None, domain: str | None
+) -> tuple[list[Release], list[MappingSet]]:
+    """ATT&CK releases and default mapping sets to search; either may be missing."""
+    try:
+        releases = select_releases(store, attack_version, domain)
+    except StoreError:
+        releases = []
+    try:
+        sets = select_sets(store)
+    except StoreError:
+        sets = []
+    if not releases and not sets:
+        raise StoreError("nothing is loaded yet", hint=LOAD_HINT)
+    return releases, sets
+
+
+class _Results:
+    """Collects results once each, remembering how they matched."""
+
+    def __init__(self, kinds: list[str] | None) -> None:
+        self.kinds = kinds
+        self.found: dict[tuple[str, str], SearchResult] = {}
+
+    def wants(self, kind: str) -> bool:
+        return not self.kinds or kind in self.kinds
+
+    def add_object(
+        self, release: Release, obj: AttackObject, match: str, snippet: str = ""
+    ) -> None:
+        key = (f"attack:{release.id}", obj.stix_id)
+        if key not in self.found and self.wants(obj.kind):
+            self.found[key] = SearchResult(
+                obj.attack_id,
+                obj.name,
+                obj.kind,
+                release.domain,
+                release.version,
+                match,
+                snippet,
+                obj.revoked,
+                obj.deprecated,
+            )
+
+    def add_capability(
+        self, item: MappingSet, cap_id: str, name: str | None, match: str, snippet: str = ""
+    ) -> None:
+        key = (f"framework:{item.info.framework}", cap_id.lower())
+        if key not in self.found and self.wants(CAPABILITY):
+            self.found[key] = SearchResult(
+                cap_id,
+                name,
+                CAPABILITY,
+                item.info.domain,
+                item.info.attack_version,
+                match,
+                snippet,
+                False,
+                False,
+                item.info.framework,
+            )
+
+
 def search(
     store: Store,
     text: str,
@@ -46,44 +117,55 @@ def search(
     attack_version: str | None = None,
     domain: str | None = None,
 ) -> list[SearchResult]:
-    releases = select_releases(store, attack_version, domain)
-    by_id = {r.id: r for r in releases}
-    found: dict[tuple[int, str], SearchResult] = {}
-
-    def add(release: Release, obj: AttackObject, match: str, snippet: str = "") -> None:
-        key = (release.id, obj.stix_id)
-        if key in found or (kinds and obj.kind not in kinds):
-            return
-        found[key] = SearchResult(
-            obj.attack_id,
-            obj.name,
-            obj.kind,
-            release.domain,
-            release.version,
-            match,
-            snippet,
-            obj.revoked,
-            obj.deprecated,
-        )
-
+    releases, sets = _loaded(store, attack_version, domain)
+    results = _Results(kinds)
     query = text.strip()
     for release in releases:
         for obj in attack_store.find_by_attack_id(store, query, release.id):
-            add(release, obj, "id")
+            results.add_object(release, obj, "id")
+    if results.wants(CAPABILITY):
+        _exact_capabilities(store, sets, query, results)
     for release in releases:
         for obj in attack_store.find_by_name(store, query, release.id):
-            add(release, obj, "name")
+            results.add_object(release, obj, "name")
     match = fts_query(query)
     if match:
-        hits = attack_store.search_attack(store, match, list(by_id), limit, kinds)
-        objects: dict[tuple[int, str], AttackObject] = {}
-        for release_id in {h.release_id for h in hits}:
-            ids = [h.stix_id for h in hits if h.release_id == release_id]
-            for sid, stored in attack_store.get_objects(store, release_id, ids).items():
-                objects[(release_id, sid)] = stored
-        for hit in hits:
-            hit_obj = objects.get((hit.release_id, hit.stix_id))
-            if hit_obj is not None:
-                add(by_id[hit.release_id], hit_obj, "text", hit.snippet)
-    ranked = sorted(found.values(), key=lambda r: (MATCH_RANK[r.match], r.revoked or r.deprecated))
+        scopes = [f"{attack_store.SCOPE_PREFIX}{r.id}" for r in releases]
+        scopes += [f"{mapping_store.SCOPE_PREFIX}{s.id}" for s in sets]
+        hits = search_index(store, match, scopes, limit, kinds)
+        _add_hits(store, hits, releases, sets, results)
+    ranked = sorted(
+        results.found.values(), key=lambda r: (MATCH_RANK[r.match], r.revoked or r.deprecated)
+    )
     return ranked[:limit]
+
+
+def _exact_capabilities(
+    store: Store, sets: list[MappingSet], query: str, results: _Results
+) -> None:
+    by_id = {s.id: s for s in sets}
+    for set_id, row in mapping_store.rows_for(store, list(by_id), capability_id=query):
+        results.add_capability(
+            by_id[set_id], row.capability_id or query, row.capability_description, "id"
+        )
+
+
+def _add_hits(
+    store: Store,
+    hits: list[IndexHit],
+    releases: list[Release],
+    sets: list[MappingSet],
+    results: _Results,
+) -> None:
+    release_of = {f"{attack_store.SCOPE_PREFIX}{r.id}": r for r in releases}
+    set_of = {f"{mapping_store.SCOPE_PREFIX}{s.id}": s for s in sets}
+    objects: dict[tuple[str, str], AttackObject] = {}
+    for scope, release in release_of.items():
+        ids = [h.ref for h in hits if h.scope == scope]
+        for sid, stored in attack_store.get_objects(store, release.id, ids).items():
+            objects[(scope, sid)] = stored
+    for hit in hits:
+        if hit.scope in set_of:
+            results.add_capability(set_of[hit.scope], hit.ident, hit.title, "text", hit.snippet)
+        elif (obj := objects.get((hit.scope, hit.ref))) is not None:
+            results.add_object(release_of[hit.scope], obj, "text", hit.snippet)
