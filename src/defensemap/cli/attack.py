@@ -116,6 +116,13 @@ def status(json_out: JsonOpt = False) -> None:
                 r.source,
             )
         out.print(table)
+    if doc.mappings:
+        table = Table(title="Mappings", title_justify="left")
+        for column in ("Framework", "Version", "Mapped on ATT&CK", "Domain", "Rows"):
+            table.add_column(column)
+        for m in doc.mappings:
+            table.add_row(m.framework, m.framework_version, m.attack_version, m.domain, str(m.rows))
+        out.print(table)
     for step in doc.next_steps:
         out.print(f"[yellow]next:[/] {step}", markup=True, highlight=False)
 

@@ -53,10 +53,13 @@ def export_mappings(
             domain=normalize_domain(domain),
             capability_group=capability_group,
             capability=capability,
+            with_techniques=fmt == "stix",
         )
         content = EXPORTERS[fmt](export)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(content)
     console().print(
-        f"wrote {output} ({fmt}, {len(export.rows)} rows of {export.title})", markup=False
+        f"wrote {output} ({fmt}, {len(export.rows)} rows of {export.title})",
+        markup=False,
+        soft_wrap=True,
     )

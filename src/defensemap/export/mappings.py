@@ -22,6 +22,7 @@ import orjson
 from defensemap.errors import ExportError, NotFoundError
 from defensemap.export import navigator
 from defensemap.kb.mappings import select_sets
+from defensemap.model.attack import AttackObject
 from defensemap.model.mappings import (
     NON_MAPPABLE,
     MappingRow,
@@ -73,7 +74,7 @@ class MappingExport:
     item: MappingSet
     rows: list[MappingRow]
     scope: str
-    attack_stix_ids: dict[str, str]
+    techniques: dict[str, AttackObject]
 
     @property
     def title(self) -> str:
@@ -92,8 +93,10 @@ def build_export(
     domain: str | None = None,
     capability_group: str | None = None,
     capability: str | None = None,
+    with_techniques: bool = False,
 ) -> MappingExport:
-    """Choose the set (newest unless narrowed) and the rows to export."""
+    """Choose the set (newest unless narrowed) and the rows to export; ``with_techniques``
+    also looks up the mapped ATT&CK objects (only the STIX export needs them)."""
     item = select_sets(
         store,
         framework=framework,
@@ -118,14 +121,16 @@ def build_export(
         if not rows:
             raise NotFoundError(f"no capability {capability!r} in {item.label}")
         scope = f"{rows[0].capability_id} {rows[0].capability_description or ''}".strip()
-    return MappingExport(item, rows, scope, _stix_ids(store, item, rows))
+    techniques = _techniques(store, item, rows) if with_techniques else {}
+    return MappingExport(item, rows, scope, techniques)
 
 
-def _stix_ids(store: Store, item: MappingSet, rows: list[MappingRow]) -> dict[str, str]:
-    """ATT&CK STIX ids of the mapped techniques (stable across versions): the set's own
-    domain and version first, then any loaded release (files do map a few ids across domains)."""
+def _techniques(store: Store, item: MappingSet, rows: list[MappingRow]) -> dict[str, AttackObject]:
+    """The mapped techniques as ATT&CK has them (STIX ids are stable across versions): the
+    set's own domain and version first, then any loaded release (files do map a few ids across
+    domains)."""
     wanted = {r.attack_object_id for r in rows if r.attack_object_id}
-    found: dict[str, str] = {}
+    found: dict[str, AttackObject] = {}
     releases = attack_store.list_releases(store)
     releases.sort(
         key=lambda r: (r.domain != item.info.domain, r.version != item.info.attack_version)
@@ -134,7 +139,7 @@ def _stix_ids(store: Store, item: MappingSet, rows: list[MappingRow]) -> dict[st
         for attack_id in sorted(wanted - set(found)):
             for obj in attack_store.find_by_attack_id(store, attack_id, release.id):
                 if obj.kind == "technique":
-                    found[attack_id] = obj.stix_id
+                    found[attack_id] = obj
     return found
 
 
@@ -202,8 +207,8 @@ def export_xlsx(export: MappingExport) -> bytes:
     book = Workbook(write_only=True)
     sheet = book.create_sheet("Metadata")
     sheet.append(["field", "value"])
-    for pair in _metadata_pairs(export):
-        sheet.append(list(pair))
+    for name, value in _metadata_pairs(export):
+        sheet.append([name, int(value) if name == "rows" else value])
     mapped = [r for r in export.rows if r.mapping_type != NON_MAPPABLE]
     unmapped = [r for r in export.rows if r.mapping_type == NON_MAPPABLE]
     for title, rows in (("Mappings", mapped), ("Non-mappable", unmapped)):
@@ -211,7 +216,8 @@ def export_xlsx(export: MappingExport) -> bytes:
         table.append(list(CSV_FIELDS))
         for row in rows:
             record = _record(export, row)
-            table.append([record[f] for f in CSV_FIELDS])
+            # an empty cell, not an empty string: smaller, faster, and what Excel users expect
+            table.append([record[f] if record[f] != "" else None for f in CSV_FIELDS])
     groups = book.create_sheet("Capability Groups")
     groups.append(["capability_group", "name"])
     for key, name in sorted(export.item.info.capability_groups.items()):
@@ -219,9 +225,9 @@ def export_xlsx(export: MappingExport) -> bytes:
     types = book.create_sheet("Mapping Types")
     types.append(["mapping_type", "name", "description", "label"])
     declared = export.item.info.mapping_types
-    for key, value in sorted(declared.items()):
+    for key, declaration in sorted(declared.items()):
         label = mapping_type_label(key, declared)
-        types.append([key, value.get("name", ""), value.get("description", ""), label])
+        types.append([key, declaration.get("name", ""), declaration.get("description", ""), label])
     from openpyxl.writer.excel import ExcelWriter
 
     fixed = datetime(2000, 1, 1)
@@ -301,7 +307,7 @@ def export_stix(export: MappingExport) -> bytes:
     relationship per mapping carrying its type, score, comments and references."""
     info = export.item.info
     created, modified = _iso(info.creation_date), _iso(info.last_update or info.creation_date)
-    org = info.organization or info.author or "unknown"
+    org = info.organization or info.author or f"{framework_label(info.framework)} mapping authors"
     identity_id = _sid("identity", org)
     common = {"spec_version": "2.1", "created": created, "modified": modified}
     objects: dict[str, dict[str, Any]] = {
@@ -318,13 +324,13 @@ def export_stix(export: MappingExport) -> bytes:
         for r in export.rows
         if r.mapping_type != NON_MAPPABLE and r.capability_id and r.attack_object_id
     ]
-    missing = sorted({r.attack_object_id or "" for r in mapped} - set(export.attack_stix_ids))
+    missing = sorted({r.attack_object_id or "" for r in mapped} - set(export.techniques))
     if missing:
         more = " …" if len(missing) > 5 else ""
         raise ExportError(
-            f"ATT&CK STIX ids unknown for {', '.join(missing[:5])}{more}",
-            hint=f"import ATT&CK {info.domain} (e.g. {info.attack_version})"
-            " with `defensemap import attack`",
+            f"ATT&CK techniques not in the store: {', '.join(missing[:5])}{more}",
+            hint="import the ATT&CK release(s) defining them (any domain or version) with"
+            " `defensemap import attack`",
         )
     for row in mapped:
         cap_type = "vulnerability" if info.framework == "kev" else "course-of-action"
@@ -332,19 +338,9 @@ def export_stix(export: MappingExport) -> bytes:
         objects.setdefault(
             cap_id, _capability_object(cap_type, cap_id, row, export, identity_id, common)
         )
-        technique_id = export.attack_stix_ids[row.attack_object_id or ""]
-        objects.setdefault(
-            technique_id,
-            {
-                "type": "attack-pattern",
-                "id": technique_id,
-                **common,
-                "name": row.attack_object_name or row.attack_object_id,
-                "external_references": [
-                    {"source_name": "mitre-attack", "external_id": row.attack_object_id}
-                ],
-            },
-        )
+        technique = export.techniques[row.attack_object_id or ""]
+        technique_id = technique.stix_id
+        objects.setdefault(technique_id, _technique_object(technique))
         rel_id = _sid(
             "relationship",
             info.framework,
@@ -386,6 +382,25 @@ def export_stix(export: MappingExport) -> bytes:
         "objects": [objects[k] for k in sorted(objects)],
     }
     return orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _technique_object(technique: AttackObject) -> dict[str, Any]:
+    """A reference copy of the ATT&CK technique with its own dates and name, so merging the
+    bundle with ATT&CK never replaces the real object with an older or different one."""
+    refs = [
+        {k: v for k, v in ref.items() if k in ("source_name", "external_id", "url")}
+        for ref in technique.raw.get("external_references") or []
+        if isinstance(ref, dict) and ref.get("external_id") == technique.attack_id
+    ]
+    return {
+        "type": "attack-pattern",
+        "spec_version": "2.1",
+        "id": technique.stix_id,
+        "created": technique.created,
+        "modified": technique.modified,
+        "name": technique.name,
+        "external_references": refs,
+    }
 
 
 def _capability_object(
@@ -467,7 +482,8 @@ def _color(rows: list[MappingRow], declared: dict[str, dict[str, str]]) -> str:
     for value, color in SCORE_COLORS.items():
         if any(r.score_value == value for r in rows):
             return color
-    return TYPE_COLORS.get(mapping_type_label(rows[0].mapping_type, declared), "")
+    labels = {mapping_type_label(r.mapping_type, declared) for r in rows}
+    return next((color for label, color in TYPE_COLORS.items() if label in labels), "")
 
 
 EXPORTERS: dict[str, Callable[[MappingExport], bytes]] = {

@@ -14,7 +14,7 @@ LAYER_VERSION = "4.5"
 NAVIGATOR_VERSION = "5.1.0"
 DOMAINS = ("enterprise-attack", "mobile-attack", "ics-attack")
 _TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")
 _TACTIC = re.compile(r"^[a-z]+(-[a-z]+)*$")
 
 
@@ -65,7 +65,6 @@ def layer(
         },
         "domain": domain,
         "description": description,
-        "filters": {"platforms": []},
         "sorting": 0,
         "layout": {
             "layout": "side",
@@ -160,9 +159,15 @@ def validate_layer(document: Any) -> list[str]:
             or not all(isinstance(c, str) and _COLOR.match(c) for c in colors)
         ):
             errors.append("/gradient/colors: needs two or more #rrggbb colours")
+        bounds = []
         for key in ("minValue", "maxValue"):
-            if not isinstance(gradient, dict) or not isinstance(gradient.get(key), int | float):
+            value = gradient.get(key) if isinstance(gradient, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 errors.append(f"/gradient/{key}: must be a number")
+            else:
+                bounds.append(value)
+        if len(bounds) == 2 and not bounds[1] > bounds[0]:
+            errors.append("/gradient/maxValue: must be greater than minValue")
     for i, item in enumerate(document.get("legendItems", []) or []):
         if (
             not isinstance(item, dict)

@@ -512,13 +512,13 @@ def framework_doc(
         domain=domain,
     )[0]
     rows = [r for _, r in mapping_store.rows_for(store, [item.id])]
-    caps: dict[str, list[MappingRow]] = defaultdict(list)
+    caps: dict[tuple[str, str], list[MappingRow]] = defaultdict(list)
     for row in rows:
         if row.capability_id and row.mapping_type != NON_MAPPABLE:
-            caps[row.capability_id].append(row)
+            caps[(row.capability_group or "", row.capability_id)].append(row)
     by_group: dict[str, list[CapabilitySummary]] = defaultdict(list)
-    for cap_id, cap_rows in caps.items():
-        by_group[cap_rows[0].capability_group or ""].append(
+    for (group, cap_id), cap_rows in caps.items():
+        by_group[group].append(
             CapabilitySummary(
                 id=cap_id,
                 description=cap_rows[0].capability_description,

@@ -26,6 +26,7 @@ from defensemap.model.attack import (
     version_key,
 )
 from defensemap.sources.files import RawDocument, read_json
+from defensemap.sources.validation import first_problem
 from defensemap.util import paused_gc
 
 _ID_RE = re.compile(r"^([a-z0-9][a-z0-9-]*)--[0-9a-fA-F-]{8,}\Z")
@@ -165,20 +166,13 @@ def _validate(doc: RawDocument, index: int, raw: Any) -> StixObjectModel:
     try:
         model = model_cls.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = "/".join(str(part) for part in err["loc"])
+        where, message = first_problem(exc)
         object_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-        raise _schema(doc, f"{pointer}/{where}", _describe(err), object_id) from None
+        raise _schema(doc, f"{pointer}{where}", message, object_id) from None
     match = _ID_RE.match(model.id)
     if not match or match.group(1) != model.type:
         raise _schema(doc, f"{pointer}/id", f"malformed STIX id {model.id!r}", model.id)
     return model
-
-
-def _describe(err: Any) -> str:
-    if err["type"] == "missing":
-        return f"required field '{err['loc'][-1]}' is missing"
-    return f"field '{err['loc'][-1]}': {err['msg'].lower()}"
 
 
 def _object(model: StixObjectModel, kind: str, raw: dict[str, Any]) -> AttackObject:

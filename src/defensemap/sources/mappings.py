@@ -7,10 +7,18 @@ them against the schema file itself. Identical rows are stored once and counted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from defensemap.errors import SchemaError, SourceError, SourceLocation
 from defensemap.model.mappings import (
@@ -20,6 +28,7 @@ from defensemap.model.mappings import (
     normalize_mapping_type,
 )
 from defensemap.sources.files import RawDocument, read_json
+from defensemap.sources.validation import first_problem, pointer_token
 from defensemap.util import paused_gc
 
 DOMAIN_OF = {"enterprise": "enterprise-attack", "mobile": "mobile-attack", "ics": "ics-attack"}
@@ -33,12 +42,15 @@ class _Model(BaseModel):
     # Optional in the schema, but a string when present (never null).
     _not_null: ClassVar[frozenset[str]] = frozenset()
 
-    @model_validator(mode="after")
-    def _present_means_not_null(self) -> Self:
-        for name in self._not_null & self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"field '{name}' must be a string, not null")
-        return self
+    @field_validator("*", mode="before")
+    @classmethod
+    def _present_means_not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # A field validator, so the error's location (and JSON pointer) names the field.
+        if value is None and info.field_name in cls._not_null:
+            raise PydanticCustomError(
+                "not_null", "field '{name}' must be a string, not null", {"name": info.field_name}
+            )
+        return value
 
 
 class MappingType(_Model):
@@ -97,11 +109,21 @@ class MappingObject(_Model):
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
-    """The ``.json`` files named, and those under the folders named (recursively), sorted."""
+    """The files named, and the ``.json``/``.json.gz`` files under the folders named
+    (recursively, sorted). In folders, JSON Schema files (``*schema.json``, as shipped beside
+    the mappings upstream) are not mapping files and are left out."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.json") if p.is_file()))
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.name.endswith((".json", ".json.gz"))
+                    and not p.name.removesuffix(".gz").endswith("schema.json")
+                )
+            )
         elif path.exists():
             found.append(path)
         else:
@@ -134,14 +156,8 @@ def _validate(doc: RawDocument, model: type[_Model], value: Any, pointer: str) -
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = "/".join(str(part) for part in err["loc"])
-        message = (
-            f"required field '{err['loc'][-1]}' is missing"
-            if err["type"] == "missing"
-            else f"{err['msg'].lower()} (at '{where}')"
-        )
-        raise _error(doc, f"{pointer}/{where}", message) from None
+        where, message = first_problem(exc)
+        raise _error(doc, f"{pointer}{where}", message) from None
 
 
 def parse_mapping_file(doc: RawDocument) -> MappingFile:
@@ -151,7 +167,9 @@ def parse_mapping_file(doc: RawDocument) -> MappingFile:
         raise _error(doc, "", "expected an object with 'metadata' and 'mapping_objects'")
     unknown = sorted(set(data) - {"metadata", "mapping_objects"})
     if unknown:
-        raise _error(doc, f"/{unknown[0]}", f"unexpected top-level field '{unknown[0]}'")
+        raise _error(
+            doc, f"/{pointer_token(unknown[0])}", f"unexpected top-level field '{unknown[0]}'"
+        )
     meta: Metadata = _validate(doc, Metadata, data["metadata"], "/metadata")
     objects = data["mapping_objects"]
     if not isinstance(objects, list):

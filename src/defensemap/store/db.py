@@ -15,7 +15,10 @@ from pathlib import Path
 
 from defensemap.errors import SourceLocation, StoreError
 
-LOAD_HINT = "load data with `defensemap sync` (online) or `defensemap import attack FILE` (offline)"
+LOAD_HINT = (
+    "load data with `defensemap sync` and `defensemap sync --mappings` (online), or"
+    " `defensemap import attack FILE` and `defensemap import mappings PATH` (offline)"
+)
 
 
 @dataclass(frozen=True)

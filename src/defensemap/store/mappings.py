@@ -259,11 +259,16 @@ class SetCounts:
 
 
 def set_counts(store: Store) -> dict[int, SetCounts]:
-    """Distinct capabilities and techniques, and non-mappable rows, per set."""
+    """Distinct capabilities and techniques that are mapped to something, and non-mappable
+    rows, per set."""
     rows = store.conn.execute(
-        "SELECT set_id, count(DISTINCT capability_id) AS caps,"
-        " count(DISTINCT attack_object_id) AS techs,"
-        " sum(mapping_type = 'non_mappable') AS non_mappable FROM mapping GROUP BY set_id"
+        "SELECT set_id,"
+        " count(DISTINCT CASE WHEN mapping_type != 'non_mappable'"
+        " THEN lower(capability_id) END) AS caps,"
+        " count(DISTINCT CASE WHEN mapping_type != 'non_mappable'"
+        " THEN lower(attack_object_id) END) AS techs,"
+        " sum(mapping_type = 'non_mappable') AS non_mappable"
+        " FROM mapping GROUP BY set_id"
     ).fetchall()
     return {r["set_id"]: SetCounts(r["caps"], r["techs"], r["non_mappable"] or 0) for r in rows}
 
