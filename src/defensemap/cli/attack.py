@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, TextColumn
 from rich.table import Table
 
 from defensemap.cli.common import (
@@ -16,12 +15,14 @@ from defensemap.cli.common import (
     VersionOpt,
     ensure_unique,
     import_app,
+    parse_with_progress,
+    print_outcomes,
     reading,
     set_json,
     settings,
     writing,
 )
-from defensemap.cli.output import console, err_console, print_json, progress
+from defensemap.cli.output import console, print_json
 from defensemap.kb.documents import envelope, to_json
 from defensemap.model.attack import AttackBundle
 
@@ -31,18 +32,7 @@ attack_app = typer.Typer(help="ATT&CK releases: versions and diffs.", no_args_is
 def load_with_progress(paths: list[Path], attack_version: str | None) -> list[AttackBundle]:
     from defensemap.sources.attack_stix import load_bundle
 
-    bundles = []
-    with progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("parsing bundles", total=len(paths))
-        for path in paths:
-            bar.update(task, description=f"parsing {path.name}")
-            bundles.append(load_bundle(path, attack_version))
-            bar.advance(task)
+    bundles = parse_with_progress(paths, lambda p: load_bundle(p, attack_version), "bundles")
     ensure_unique(bundles, lambda b: f"{b.domain} {b.version}", lambda b: b.source, "ATT&CK")
     return bundles
 
@@ -52,15 +42,12 @@ def store_bundles(bundles: list[AttackBundle], json_out: bool, kind: str) -> Non
 
     with writing() as store:
         outcomes = ingest_attack(store, bundles)
-    if json_out:
-        print_json(envelope(kind, [o.__dict__ for o in outcomes]))
-        return
-    out = console()
-    for outcome in outcomes:
-        total = sum(outcome.counts.values())
-        out.print(f"{outcome.status}: ATT&CK {outcome.domain} {outcome.version} ({total} objects)")
-        for warning in outcome.warnings:
-            err_console().print(f"warning: {warning}", markup=False)
+    print_outcomes(
+        outcomes,
+        kind,
+        json_out,
+        lambda o: f"{o.status}: ATT&CK {o.domain} {o.version} ({sum(o.counts.values())} objects)",
+    )
 
 
 @import_app.command("attack")

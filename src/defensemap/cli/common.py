@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.progress import BarColumn, TextColumn
 
-from defensemap.cli.output import STATE
+from defensemap.cli.output import STATE, console, err_console, print_json, progress
 from defensemap.config import Settings
 from defensemap.errors import InputError
+from defensemap.kb.documents import envelope
 from defensemap.store.db import Store, open_store
 
 T = TypeVar("T")
@@ -75,3 +78,35 @@ def ensure_unique(
                 hint="import one file per release",
             )
         seen[k] = source(item)
+
+
+def parse_with_progress(paths: list[Path], parse: Callable[[Path], T], what: str) -> list[T]:
+    """Parse every file before anything is written (imports are all-or-nothing), showing
+    which file is being read."""
+    parsed = []
+    with progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"parsing {what}", total=len(paths))
+        for path in paths:
+            bar.update(task, description=f"parsing {path.name}")
+            parsed.append(parse(path))
+            bar.advance(task)
+    return parsed
+
+
+def print_outcomes(
+    outcomes: Sequence[Any], kind: str, json_out: bool, line: Callable[[Any], str]
+) -> None:
+    """What an import did: the JSON list, or one line per file plus its warnings."""
+    if json_out:
+        print_json(envelope(kind, [o.__dict__ for o in outcomes]))
+        return
+    out = console()
+    for outcome in outcomes:
+        out.print(line(outcome), markup=False, soft_wrap=True)
+        for warning in outcome.warnings:
+            err_console().print(f"warning: {warning}", markup=False, soft_wrap=True)

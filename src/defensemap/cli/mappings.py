@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, TextColumn
 from rich.table import Table
 
 from defensemap.cli.common import (
@@ -16,11 +15,13 @@ from defensemap.cli.common import (
     ensure_unique,
     export_app,
     import_app,
+    parse_with_progress,
+    print_outcomes,
     reading,
     set_json,
     writing,
 )
-from defensemap.cli.output import console, err_console, print_json, progress
+from defensemap.cli.output import console, print_json
 from defensemap.kb.documents import envelope, to_json
 from defensemap.model.mappings import MappingFile
 
@@ -40,18 +41,7 @@ MappedOnOpt = Annotated[
 def load_mapping_files(paths: list[Path]) -> list[MappingFile]:
     from defensemap.sources.mappings import load_mapping_file
 
-    files = []
-    with progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("parsing mappings", total=len(paths))
-        for path in paths:
-            bar.update(task, description=f"parsing {path.name}")
-            files.append(load_mapping_file(path))
-            bar.advance(task)
+    files = parse_with_progress(paths, load_mapping_file, "mappings")
     ensure_unique(
         files,
         lambda f: (
@@ -69,18 +59,15 @@ def store_mapping_files(files: list[MappingFile], json_out: bool, kind: str) -> 
 
     with writing() as store:
         outcomes = ingest_mappings(store, files)
-    if json_out:
-        print_json(envelope(kind, [o.__dict__ for o in outcomes]))
-        return
-    out = console()
-    for o in outcomes:
-        out.print(
+    print_outcomes(
+        outcomes,
+        kind,
+        json_out,
+        lambda o: (
             f"{o.status}: {o.framework} {o.framework_version} on ATT&CK {o.attack_version}"
-            f" {o.domain} ({o.rows_stored} rows, {o.rows_in_file - o.rows_stored} duplicates)",
-            markup=False,
-        )
-        for warning in o.warnings:
-            err_console().print(f"warning: {warning}", markup=False)
+            f" {o.domain} ({o.rows_stored} rows, {o.rows_in_file - o.rows_stored} duplicates)"
+        ),
+    )
 
 
 @import_app.command("mappings")
