@@ -1,0 +1,1 @@
+"""Runs detections (KQL and Sigma) over local logs in DuckDB."""

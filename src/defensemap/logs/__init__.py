@@ -1,0 +1,1 @@
+"""Logs in: read log files of every supported format into typed DuckDB tables."""
