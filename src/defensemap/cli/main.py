@@ -10,6 +10,7 @@ import typer
 from defensemap import __version__
 from defensemap.cli import attack as attack_commands
 from defensemap.cli import export as export_commands  # noqa: F401  (registers commands)
+from defensemap.cli import engine as engine_commands
 from defensemap.cli import generate as generate_commands
 from defensemap.cli import mappings as mapping_commands
 from defensemap.cli import sync as sync_commands
@@ -58,6 +59,7 @@ sync_commands.register(app)
 attack_commands.register(app)
 mapping_commands.register(app)
 generate_commands.register(app)
+engine_commands.register(app)
 
 
 def run() -> None:
