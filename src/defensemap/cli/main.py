@@ -9,8 +9,8 @@ import typer
 
 from defensemap import __version__
 from defensemap.cli import attack as attack_commands
-from defensemap.cli import export as export_commands  # noqa: F401  (registers commands)
 from defensemap.cli import engine as engine_commands
+from defensemap.cli import export as export_commands  # noqa: F401  (registers commands)
 from defensemap.cli import generate as generate_commands
 from defensemap.cli import mappings as mapping_commands
 from defensemap.cli import sync as sync_commands
