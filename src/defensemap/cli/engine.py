@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from defensemap.cli.common import JsonOpt, set_json, settings
 from defensemap.cli.output import console, err_console, print_json, progress
-from defensemap.errors import SourceError, SourceLocation
+from defensemap.errors import InputError, SourceError, SourceLocation
 from defensemap.kb.documents import envelope
 
 kql_app = typer.Typer(help="KQL tools that need no workspace.", no_args_is_help=True)
@@ -133,6 +137,133 @@ def kql_check(
     raise typer.Exit(0 if check.ok else 2)
 
 
+@contextmanager
+def _hunting_db(
+    logs: list[Path], table: str | None, db: Path | None, skip_bad: bool
+) -> Iterator[Any]:
+    """Ad hoc logs go to a throw-away database file (big files need disk, not RAM); otherwise
+    the logs database is opened read-only. Either way it is locked down before any rule runs."""
+    from defensemap.engine.duck import connect, lock_down
+
+    with tempfile.TemporaryDirectory(prefix="defensemap-hunt-") as tmp:
+        if logs:
+            con = connect(Path(tmp) / "hunt.duckdb")
+            _ingest_with_progress(con, logs, table, skip_bad)
+        else:
+            path = logs_db(db)
+            if not path.exists():
+                raise InputError(
+                    f"no logs database at {path}",
+                    hint="pass --logs FILE..., or load logs with `defensemap logs ingest`",
+                )
+            con = connect(path, read_only=True)
+        try:
+            lock_down(con)
+            yield con
+        finally:
+            con.close()
+
+
+def _write_alerts(result: Any, fmt: str, output: Path | None) -> None:
+    from defensemap.engine.alerts import summary, to_csv, to_ndjson
+
+    if fmt not in ("table", "json", "csv"):
+        raise InputError(f"unknown format {fmt!r}", hint="use table, json or csv")
+    if fmt == "table" and output is None:
+        _alerts_table(result.alerts)
+    else:
+        text = to_ndjson(result.alerts) if fmt in ("json", "table") else to_csv(result.alerts)
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    table = Table(
+        title=f"{len(result.alerts)} alert(s) from {result.rules_run} rule run(s)",
+        title_justify="left",
+    )
+    for column in ("Rule", "Title", "Language", "Alerts"):
+        table.add_column(column)
+    for (rule_id, title, language), count in sorted(summary(result.alerts).items()):
+        table.add_row(rule_id, title, language, str(count))
+    err = err_console()
+    err.print(table)
+    for skipped in result.skipped:
+        err.print(
+            f"not run: {skipped.title} [{skipped.rule_id}] ({skipped.language}): {skipped.reason}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _alerts_table(alerts: list[Any]) -> None:
+    table = Table(title="Alerts", title_justify="left", expand=True)
+    for column in ("Time", "Rule", "Severity", "Source", "Event"):
+        table.add_column(column, overflow="fold")
+    for a in alerts[:500]:
+        event = ", ".join(f"{k}={v}" for k, v in list(a.event.items())[:6])
+        table.add_row(a.time or "", a.rule_title, a.severity, a.source, event)
+    console().print(table)
+
+
+def hunt(
+    rules: Annotated[
+        list[Path] | None, typer.Option("--rules", help="Detection files, Sigma rules or folders.")
+    ] = None,
+    logs: Annotated[
+        list[Path] | None, typer.Option("--logs", help="Log files to hunt in (loaded ad hoc).")
+    ] = None,
+    kql: Annotated[str | None, typer.Option("--kql", help="An ad hoc KQL query.")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="Table for --logs.")] = None,
+    db: DbOpt = None,
+    technique: Annotated[
+        list[str] | None, typer.Option("--technique", help="Only rules for it.")
+    ] = None,
+    tactic: Annotated[list[str] | None, typer.Option("--tactic", help="Only rules for it.")] = None,
+    level: Annotated[list[str] | None, typer.Option("--level", help="e.g. high or high+.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="e.g. stable.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json (NDJSON) or csv.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write alerts here.")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per query.")] = 60.0,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed log lines.")] = False,
+) -> None:
+    """Run detections over logs: one alert per matching event, a summary per rule on stderr.
+    Exit 0 whether or not anything matched, 2 on bad input."""
+    from defensemap.engine.hunt import (
+        HuntResult,
+        Selection,
+        hunt_adhoc,
+        hunt_detections,
+        hunt_sigma,
+        sigma_rules_of,
+        split_rules,
+    )
+
+    if not rules and not kql:
+        raise InputError("nothing to run", hint="pass --rules PATH... and/or --kql QUERY")
+    files = split_rules(rules or [])
+    select = Selection(
+        tuple(technique or []), tuple(tactic or []), tuple(level or []), tuple(status or [])
+    )
+    result = HuntResult()
+    with _hunting_db(logs or [], table, db, skip_bad) as con:
+        if kql:
+            hunt_adhoc(con, kql, timeout=timeout, result=result)
+        hunt_detections(con, files.detections, timeout=timeout, result=result)
+        if files.detections:
+            hunt_sigma(
+                con, sigma_rules_of(files.detections), timeout=timeout, result=result, select=select
+            )
+        if files.sigma:
+            from defensemap.engine.sigma.rules import load_rules
+
+            hunt_sigma(con, load_rules(files.sigma), timeout=timeout, result=result, select=select)
+    _write_alerts(result, fmt, output)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("hunt")(hunt)
     app.add_typer(kql_app, name="kql")
     app.add_typer(logs_app, name="logs")
