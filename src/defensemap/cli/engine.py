@@ -263,7 +263,78 @@ def hunt(
     _write_alerts(result, fmt, output)
 
 
+def _mark(ok: bool | None) -> str:
+    return "-" if ok is None else "✓" if ok else "✗"
+
+
+def test_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Detection files or folders (default: content/detections)."),
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per query.")] = 60.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run every detection's positive and negative test events through its KQL and its
+    Sigma logic; fail on a missed or extra alert, or when KQL and Sigma disagree."""
+    from defensemap.engine.hunt import split_rules
+    from defensemap.engine.testing import junit_xml, run_detection_tests
+
+    set_json(json_out)
+    files = split_rules(paths or [Path("content/detections")])
+    if not files.detections:
+        raise InputError("no detection files found", hint="pass detection YAML files or folders")
+    results = [run_detection_tests(d, timeout=timeout) for d in files.detections]
+    if junit:
+        junit.write_text(junit_xml(results), encoding="utf-8")
+    if json_out:
+        print_json(
+            envelope(
+                "test",
+                [
+                    {
+                        "id": r.id,
+                        "title": r.title,
+                        "path": r.path,
+                        "ok": r.ok,
+                        "kql": r.language_ok("kql"),
+                        "sigma": r.language_ok("sigma"),
+                        "cases": [c.__dict__ for c in r.cases],
+                        "disagreements": r.disagreements,
+                        "errors": r.errors,
+                    }
+                    for r in results
+                ],
+            )
+        )
+    else:
+        _print_test_results(results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _print_test_results(results: list[Any]) -> None:
+    table = Table(
+        title=f"{sum(r.ok for r in results)}/{len(results)} detection(s) pass", title_justify="left"
+    )
+    for column in ("Detection", "KQL", "Sigma", "Cases", "Problems"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        passed = sum(c.ok for c in r.cases)
+        problems = [c.message for c in r.cases if not c.ok] + r.disagreements + r.errors
+        table.add_row(
+            r.title,
+            _mark(r.language_ok("kql")),
+            _mark(r.language_ok("sigma")),
+            f"{passed}/{len(r.cases)}",
+            "\n".join(problems),
+        )
+    console().print(table)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("test")(test_command)
     app.command("hunt")(hunt)
     app.add_typer(kql_app, name="kql")
     app.add_typer(logs_app, name="logs")
