@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import SHARED_DATA, require_shared_data
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "detections"
