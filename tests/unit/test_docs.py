@@ -12,8 +12,21 @@ from defensemap.cli.attack import DESCRIBED
 def test_every_query_command_has_its_json_documented() -> None:
     doc = (REPO / "docs" / "json-output.md").read_text(encoding="utf-8")
     for kind in [
-        *DESCRIBED, "search", "attack-versions", "attack-diff", "status",
-        "mappings", "capability", "frameworks", "framework", "import-mappings", "sync-mappings",
+        *DESCRIBED,
+        "search",
+        "attack-versions",
+        "attack-diff",
+        "status",
+        "mappings",
+        "capability",
+        "frameworks",
+        "framework",
+        "import-mappings",
+        "sync-mappings",
+        "logs-ingest",
+        "kql-check",
+        "test",
+        "generate-telemetry",
     ]:
         assert f"`{kind}`" in doc, kind
 
