@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from defensemap.engine.duck import QueryTimeoutError, connect, lock_down, with_timeout
 from defensemap.engine.kql import (
-    SAFE_TABLE_FUNCTIONS,
     KqlCheck,
     KqlError,
     KqlParseError,
@@ -22,12 +21,11 @@ from defensemap.engine.kql import (
     KqlUnknownTableError,
     KqlUnsafeError,
     KqlUnsupportedError,
-    _sql_refs,
-    _sql_safety_problem,
     check_kql,
     format_check,
     run_kql,
 )
+from defensemap.engine.kql.sql import SAFE_TABLE_FUNCTIONS, _sql_refs, _sql_safety_problem
 from defensemap.engine.kql_functions import BUILTINS, INVOKE_PRELUDES, STORED_FUNCTIONS
 from defensemap.errors import InputError
 

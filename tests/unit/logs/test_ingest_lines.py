@@ -7,7 +7,8 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from defensemap.logs.ingest import _line_expr, _LineScan, _scan_block, _thresholds
+from defensemap.logs.readers import _LineScan, _scan_block
+from defensemap.logs.sql import _line_expr, _thresholds
 
 LINES = st.lists(st.sampled_from([b"", b" ", b"\r", b" \t\r", b"{}", b'{"a":1}', b" {}"]))
 
