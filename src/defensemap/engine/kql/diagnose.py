@@ -46,6 +46,9 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
+# Old KQL spellings still found in public hunting queries; the modern names translate.
+DEPRECATED_ALIASES = {"makeset": "make_set", "makelist": "make_list"}
+
 def _bracket_problem(tokens: Sequence[_Token]) -> KqlProblem | None:
     """The first unmatched bracket, which explains a parse failure better than ANTLR."""
     stack: list[_Token] = []
@@ -251,6 +254,9 @@ def _unsupported_problem(
             if "stored function" in hint
             else "duckdb-kql has no translation for it"
         )
+        modern = DEPRECATED_ALIASES.get(name.lower())
+        if modern:
+            reason += f"; it is a deprecated alias of {modern}(), which is supported — use that"
         return KqlProblem("unsupported_feature", name, line, column, f"{what} {name}(): {reason}")
     if construct.startswith(("ingestion command", "database command")):
         command = construct.rsplit(maxsplit=1)[-1]
