@@ -49,6 +49,7 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 # Old KQL spellings still found in public hunting queries; the modern names translate.
 DEPRECATED_ALIASES = {"makeset": "make_set", "makelist": "make_list"}
 
+
 def _bracket_problem(tokens: Sequence[_Token]) -> KqlProblem | None:
     """The first unmatched bracket, which explains a parse failure better than ANTLR."""
     stack: list[_Token] = []
