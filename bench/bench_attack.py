@@ -439,8 +439,9 @@ def report(result: dict[str, Any]) -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def base_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every fresh-process benchmark shares (bench_mappings uses it too)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--data",
         type=Path,
@@ -456,9 +457,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
     parser.add_argument("--no-fail", action="store_true", help="exit 0 even when a target fails")
     parser.add_argument(
-        "--no-mitre", action="store_true", help="skip the mitreattack-python comparison"
-    )
-    parser.add_argument(
         "--cli",
         choices=["auto", "script", "module"],
         default="auto",
@@ -466,10 +464,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "or `python -m defensemap` (default: auto, script first)",
     )
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
+    return parser
+
+
+def checked_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = base_parser(__doc__)
+    parser.add_argument(
+        "--no-mitre", action="store_true", help="skip the mitreattack-python comparison"
+    )
+    return checked_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

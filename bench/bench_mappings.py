@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from bench_attack import (
-    DEFAULT_DATA,
     MIB,
     Run,
+    base_parser,
     check,
+    checked_args,
     child_env,
     cli_command,
     median,
@@ -261,33 +262,7 @@ def report(result: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help=f"shared data directory (default: {DEFAULT_DATA})",
-    )
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=5,
-        help="runs per measurement; the median is reported (default: 5)",
-    )
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
-    parser.add_argument("--no-fail", action="store_true", help="exit 0 even when a target fails")
-    parser.add_argument(
-        "--cli",
-        choices=["auto", "script", "module"],
-        default="auto",
-        help="how to start defensemap: console script next to sys.executable "
-        "or `python -m defensemap` (default: auto, script first)",
-    )
-    parser.add_argument("--worker", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
+    return checked_args(base_parser(__doc__), argv)
 
 
 def main(argv: list[str] | None = None) -> int:

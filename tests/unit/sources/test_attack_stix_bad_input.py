@@ -24,6 +24,7 @@ from tests.attack_bundles import (
     small_bundle,
     write_bundle,
 )
+from tests.file_cases import mutated_case, raw_case
 
 from defensemap.errors import DefensemapError, ParseError, SchemaError, SourceError
 from defensemap.model.attack import AttackBundle
@@ -34,23 +35,11 @@ NAME = "enterprise-attack-99.1.json"
 
 
 def _mutated(change: Callable[[dict[str, Any]], object]) -> Callable[[Path], Path]:
-    """A case that writes the small bundle after ``change`` edited it in place."""
-
-    def make(tmp_path: Path) -> Path:
-        bundle = small_bundle()
-        change(bundle)
-        return write_bundle(tmp_path / NAME, bundle)
-
-    return make
+    return mutated_case(small_bundle, write_bundle, change, NAME)
 
 
 def _raw(content: bytes, name: str = NAME) -> Callable[[Path], Path]:
-    def make(tmp_path: Path) -> Path:
-        path = tmp_path / name
-        path.write_bytes(content)
-        return path
-
-    return make
+    return raw_case(content, name)
 
 
 def _set(index: int, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -298,15 +287,21 @@ CASES: dict[str, Case] = {
         "required field 'relationship_type' is missing",
     ),
     "no-domain": Case(_mutated(_no_domain), SchemaError, "#/objects", "ATT&CK domain"),
-    "no-version": Case(
-        _no_version, SchemaError, "", "ATT&CK version", hint="--attack-version"
-    ),
+    "no-version": Case(_no_version, SchemaError, "", "ATT&CK version", hint="--attack-version"),
     "oversized-file": Case(
-        _oversized, ParseError, "", "larger than the 1 MiB limit", hint=MAX_BYTES_ENV,
+        _oversized,
+        ParseError,
+        "",
+        "larger than the 1 MiB limit",
+        hint=MAX_BYTES_ENV,
         small_limit=True,
     ),
     "gzip-bomb": Case(
-        _gzip_bomb, ParseError, "", "exceeds the 1 MiB limit", hint=MAX_BYTES_ENV,
+        _gzip_bomb,
+        ParseError,
+        "",
+        "exceeds the 1 MiB limit",
+        hint=MAX_BYTES_ENV,
         small_limit=True,
     ),
     "file-missing": Case(lambda tmp: tmp / NAME, SourceError, "", "file not found"),

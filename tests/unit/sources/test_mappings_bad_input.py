@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.file_cases import mutated_case, raw_case
 from tests.mapping_docs import DUPLICATE, FULL, MINIMAL, small_mapping, write_mapping
 
 from defensemap.errors import DefensemapError, ParseError, SchemaError, SourceError
@@ -21,21 +22,11 @@ NAME = "example_fw-v1_attack-16.1-enterprise.json"
 
 
 def _mutated(change: Callable[[dict[str, Any]], object]) -> Callable[[Path], Path]:
-    def make(tmp_path: Path) -> Path:
-        document = small_mapping()
-        change(document)
-        return write_mapping(tmp_path / NAME, document)
-
-    return make
+    return mutated_case(small_mapping, write_mapping, change, NAME)
 
 
 def _raw(content: bytes, name: str = NAME) -> Callable[[Path], Path]:
-    def make(tmp_path: Path) -> Path:
-        path = tmp_path / name
-        path.write_bytes(content)
-        return path
-
-    return make
+    return raw_case(content, name)
 
 
 def _meta(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
