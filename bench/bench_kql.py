@@ -6,7 +6,8 @@ Two independent parts:
 ``corpus DIR``
     Runs ``check_kql`` over every query found under DIR (a local checkout of public
     Defender/Sentinel hunting queries, see bench/kql_corpus.md): each ``.kql`` / ``.csl`` /
-    ``.txt`` file is one query, each YAML file's ``query:`` field is one (every document of
+    ``.txt`` file split at blank lines into the queries Kusto Explorer would run (see
+    ``split_queries``), each YAML file's ``query:`` field is one (every document of
     a multi-document file), and with ``--markdown`` each fenced ```kql / ```kusto block of a
     ``.md`` file is one. Reports the share that would run offline, the problems by kind, and
     the most frequent missing constructs (a Counter of ``unsupported_feature`` constructs),
@@ -62,6 +63,56 @@ class Query:
         return f"{self.path}" + (f"#{self.index}" if self.index else "")
 
 
+#: A paragraph whose last code line ends like this continues into the next paragraph.
+_OPEN_END = re.compile(r"(?:[;,(\[{|=+\-*/<>!~]|\b(?:and|or|not|by|on|with|let))\s*\Z")
+#: A paragraph whose first code line starts like this begins a new query.
+_NEW_START = re.compile(r"[A-Za-z_]")
+_CONTINUES = re.compile(r"(?:and|or|by|on|with|asc|desc|kind)\b")
+
+
+def _code_lines(paragraph: str) -> list[str]:
+    """The lines that hold code, without ``//`` comments (left alone on a line with a
+    quote, where ``//`` may be inside a string)."""
+    lines = (
+        line.split("//", 1)[0].rstrip()
+        if "//" in line and '"' not in line and "'" not in line
+        else line.rstrip()
+        for line in paragraph.splitlines()
+    )
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("//")]
+
+
+def split_queries(text: str) -> list[str]:
+    """The queries of a whole-file query: Kusto Explorer, Log Analytics and Advanced
+    hunting treat a blank line as the end of a query, so files holding a Sentinel and an
+    Advanced-hunting variant (or several examples) are several queries. A paragraph only
+    starts a new query when the text before it is complete (does not end in ``;``, ``|``,
+    ``,``, an open bracket or an operator) and it starts with a name (not ``|``, ``)``,
+    ``and``…); otherwise blank lines inside one query are kept."""
+    queries: list[list[str]] = []
+    pending: list[str] = []  # comment-only paragraphs waiting for the next code
+    for paragraph in re.split(r"\n[ \t]*\n(?:[ \t]*\n)*", text):
+        code = _code_lines(paragraph)
+        if not code:
+            pending.append(paragraph)
+            continue
+        first = code[0].lstrip()
+        current = queries[-1] if queries else None
+        previous = _code_lines("\n\n".join(current)) if current else []
+        starts_new = not previous or (
+            not _OPEN_END.search(previous[-1])
+            and _NEW_START.match(first) is not None
+            and _CONTINUES.match(first) is None
+        )
+        if starts_new:
+            queries.append([*pending, paragraph])
+        else:
+            assert current is not None
+            current.extend([*pending, paragraph])
+        pending = []
+    return ["\n\n".join(q) for q in queries if q]
+
+
 def find_queries(root: Path, *, markdown: bool) -> Iterator[Query]:
     """Every query under ``root``, in path order."""
     import yaml
@@ -75,8 +126,9 @@ def find_queries(root: Path, *, markdown: bool) -> Iterator[Query]:
         except (OSError, UnicodeDecodeError):
             continue
         if suffix in QUERY_SUFFIXES:
-            if text.strip():
-                yield Query(path, 0, text)
+            parts = split_queries(text)
+            for index, part in enumerate(parts, start=1 if len(parts) > 1 else 0):
+                yield Query(path, index, part)
         elif suffix in YAML_SUFFIXES:
             try:
                 documents = list(yaml.safe_load_all(text))

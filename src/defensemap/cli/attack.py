@@ -22,7 +22,7 @@ from defensemap.cli.common import (
     settings,
     writing,
 )
-from defensemap.cli.output import console, print_json
+from defensemap.cli.output import console, err_console, print_json
 from defensemap.kb.documents import envelope, to_json
 from defensemap.model.attack import AttackBundle
 
@@ -124,17 +124,35 @@ def _describe_command(kind: str, help_text: str) -> Callable[..., None]:
         from defensemap.kb.attack import describe
 
         set_json(json_out)
+        library = _library_for(kind)
+        if library is not None and library.broken:
+            err_console().print(f"warning: {library.note}", markup=False, soft_wrap=True)
         with reading() as store:
             doc = describe(store, kind, ident, attack_version, domain)
+            if library is not None:
+                from defensemap.kb.detections import with_detections
+
+                doc = with_detections(store, doc, library.detections)
         if json_out:
             print_json(envelope(kind, to_json(doc)))
             return
         from defensemap.cli.render import render
 
         render(console(), doc)
+        if library is not None and library.note and not library.broken:
+            console().print(f"({library.note})", style="dim", markup=False)
 
     command.__doc__ = help_text
     return command
+
+
+def _library_for(kind: str) -> Any:
+    """The detection library for the technique page ("How to detect it"), else ``None``."""
+    if kind != "technique":
+        return None
+    from defensemap.cli.detections import library_detections
+
+    return library_detections()
 
 
 def search(
@@ -175,6 +193,8 @@ def search(
 
 def _source(result: Any) -> str:
     """Where a search hit comes from: an ATT&CK release or a mapping framework."""
+    if result.kind == "sigma-rule":
+        return "SigmaHQ community rule (DRL-1.1)"
     domain = result.domain.removesuffix("-attack")
     if result.framework:
         from defensemap.model.mappings import framework_label

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from defensemap.cli.common import JsonOpt, set_json, settings
+from defensemap.cli.common import JsonOpt, reading, set_json, settings
 from defensemap.cli.output import console, err_console, print_json, progress
 from defensemap.errors import InputError, SourceError, SourceLocation
 from defensemap.kb.documents import envelope
@@ -166,6 +166,7 @@ def _hunting_db(
 
 def _write_alerts(result: Any, fmt: str, output: Path | None) -> None:
     from defensemap.engine.alerts import summary, to_csv, to_ndjson
+    from defensemap.engine.hunt import NOT_APPLICABLE
 
     if fmt not in ("table", "json", "csv"):
         raise InputError(f"unknown format {fmt!r}", hint="use table, json or csv")
@@ -188,12 +189,26 @@ def _write_alerts(result: Any, fmt: str, output: Path | None) -> None:
         table.add_row(rule_id, title, language, str(count))
     err = err_console()
     err.print(table)
+    not_applicable = [s for s in result.skipped if s.reason == NOT_APPLICABLE]
     for skipped in result.skipped:
+        if skipped.reason != NOT_APPLICABLE or len(not_applicable) <= _LIST_NOT_APPLICABLE:
+            err.print(
+                f"not run: {skipped.title} [{skipped.rule_id}] ({skipped.language}): "
+                f"{skipped.reason}",
+                markup=False,
+                soft_wrap=True,
+            )
+    if len(not_applicable) > _LIST_NOT_APPLICABLE:
         err.print(
-            f"not run: {skipped.title} [{skipped.rule_id}] ({skipped.language}): {skipped.reason}",
+            f"not run: {len(not_applicable)} rule(s) whose logsource matches no loaded table,"
+            f" e.g. {'; '.join(s.title for s in not_applicable[:3])}",
             markup=False,
             soft_wrap=True,
         )
+
+
+# Beyond this many, rules for logs that were not loaded are counted, not listed one by one.
+_LIST_NOT_APPLICABLE = 20
 
 
 def _alerts_table(alerts: list[Any]) -> None:
@@ -214,6 +229,10 @@ def hunt(
         list[Path] | None, typer.Option("--logs", help="Log files to hunt in (loaded ad hoc).")
     ] = None,
     kql: Annotated[str | None, typer.Option("--kql", help="An ad hoc KQL query.")] = None,
+    community: Annotated[
+        bool,
+        typer.Option("--community", help="The imported SigmaHQ rules (`defensemap import sigma`)."),
+    ] = False,
     table: Annotated[str | None, typer.Option("--table", help="Table for --logs.")] = None,
     db: DbOpt = None,
     technique: Annotated[
@@ -241,8 +260,10 @@ def hunt(
         split_rules,
     )
 
-    if not rules and not kql:
-        raise InputError("nothing to run", hint="pass --rules PATH... and/or --kql QUERY")
+    if not rules and not kql and not community:
+        raise InputError(
+            "nothing to run", hint="pass --rules PATH..., --community and/or --kql QUERY"
+        )
     files = split_rules(rules or [])
     select = Selection(
         tuple(technique or []), tuple(tactic or []), tuple(level or []), tuple(status or [])
@@ -260,7 +281,31 @@ def hunt(
             from defensemap.engine.sigma.rules import load_rules
 
             hunt_sigma(con, load_rules(files.sigma), timeout=timeout, result=result, select=select)
+        if community:
+            hunt_sigma(con, _community_rules(), timeout=timeout, result=result, select=select)
     _write_alerts(result, fmt, output)
+    if community:
+        err_console().print(COMMUNITY_ATTRIBUTION, markup=False, soft_wrap=True)
+
+
+COMMUNITY_ATTRIBUTION = (
+    "Community rules: SigmaHQ, Detection Rule License 1.1 — each rule's author and link:"
+    " `defensemap detection RULE_ID`."
+)
+
+
+def _community_rules() -> Any:
+    """The imported SigmaHQ rules as one rule set, loaded from their stored YAML."""
+    from defensemap.engine.sigma.rules import rules_from_yaml
+    from defensemap.store.sigma import list_rules
+
+    with reading() as store:
+        stored = list_rules(store)
+    if not stored:
+        raise InputError(
+            "no community rules imported", hint="load them with `defensemap import sigma PATH`"
+        )
+    return rules_from_yaml((rule.path, rule.yaml) for rule in stored)
 
 
 def _mark(ok: bool | None) -> str:
@@ -282,7 +327,9 @@ def test_command(
     from defensemap.engine.testing import junit_xml, run_detection_tests
 
     set_json(json_out)
-    files = split_rules(paths or [Path("content/detections")])
+    from defensemap.library.loader import content_dir
+
+    files = split_rules(paths or [content_dir() / "detections"])
     if not files.detections:
         raise InputError("no detection files found", hint="pass detection YAML files or folders")
     results = [run_detection_tests(d, timeout=timeout) for d in files.detections]

@@ -9,6 +9,9 @@ import typer
 
 from defensemap import __version__
 from defensemap.cli import attack as attack_commands
+from defensemap.cli import content as content_commands
+from defensemap.cli import convert as convert_commands
+from defensemap.cli import detections as detection_commands
 from defensemap.cli import engine as engine_commands
 from defensemap.cli import export as export_commands  # noqa: F401  (registers commands)
 from defensemap.cli import generate as generate_commands
@@ -60,6 +63,9 @@ attack_commands.register(app)
 mapping_commands.register(app)
 generate_commands.register(app)
 engine_commands.register(app)
+convert_commands.register(app)
+detection_commands.register(app)
+content_commands.register(app)
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ from defensemap.kb.documents import (
     Common,
     DataComponentDoc,
     DetectionStrategyDoc,
+    DetectionSummary,
     FrameworkMappings,
     GroupDoc,
     MappingView,
@@ -170,6 +171,97 @@ def _technique(doc: TechniqueDoc) -> list[RenderableType | None]:
     parts += _mapping_tables(doc.mappings) or [
         Text("No mappings loaded for this technique.", style="dim")
     ]
+    parts.append(Text("How to detect it", style="bold"))
+    parts += _how_to_detect(doc)
+    return parts
+
+
+def _how_to_detect(doc: TechniqueDoc) -> list[RenderableType]:
+    """Our detections, then the community rules with their attribution."""
+    parts: list[RenderableType] = [
+        _our_detections(doc.detections)
+        or Text("No defensemap detection names this technique.", style="dim")
+    ]
+    parts += _community_rules(doc.common.id or "", doc.community_rules) or [
+        Text(
+            "No community (SigmaHQ) rule tagged with this technique is imported"
+            " (`defensemap import sigma PATH`).",
+            style="dim",
+        )
+    ]
+    return parts
+
+
+def _our_detections(items: list[DetectionSummary]) -> Table | None:
+    if not items:
+        return None
+    return detections_table(items, f"defensemap detections ({len(items)})", with_source=False)
+
+
+def detections_table(items: list[DetectionSummary], title: str, *, with_source: bool) -> Table:
+    """Detection summaries, ours and (``with_source``) community rules with their author."""
+    table = Table(title=title, title_justify="left", expand=True)
+    columns = [("ID", 2), ("Title", 4), ("Techniques", 2), ("Severity", 1), ("Confidence", 1)]
+    columns += [("Tables / logsource", 2), ("Source", 2)] if with_source else [("Tables", 2)]
+    for column, ratio in columns:
+        table.add_column(
+            column, ratio=ratio, overflow="fold", min_width=36 if column == "ID" else None
+        )
+    for item in items:
+        row = [
+            item.id,
+            item.title,
+            ", ".join(item.techniques),
+            item.severity or "-",
+            item.confidence or "-",
+            ", ".join(item.tables) or item.logsource or "-",
+        ]
+        if with_source:
+            row.append(f"SigmaHQ\n{item.attribution.author}" if item.attribution else "defensemap")
+        table.add_row(*row)
+    return table
+
+
+COMMUNITY_SHOWN = 25
+
+
+def _community_rules(technique: str, items: list[DetectionSummary]) -> list[RenderableType]:
+    """The most severe rules (all of them with ``--json``), each with author and link."""
+    if not items:
+        return []
+    table = Table(
+        title=f"Community rules — SigmaHQ ({len(items)})",
+        title_justify="left",
+        show_lines=True,
+        expand=True,
+    )
+    for column, ratio in (("Title", 3), ("Level", 1), ("Author", 2), ("Rule (link)", 4)):
+        table.add_column(column, ratio=ratio, overflow="fold")
+    for item in items[:COMMUNITY_SHOWN]:
+        attribution = item.attribution
+        table.add_row(
+            item.title,
+            item.severity or "-",
+            attribution.author if attribution else "-",
+            f"{item.id}\n{attribution.source_url if attribution else ''}",
+        )
+    parts: list[RenderableType] = [table]
+    if len(items) > COMMUNITY_SHOWN:
+        parts.append(
+            Text(
+                f"… {len(items) - COMMUNITY_SHOWN} more: `defensemap detections --technique"
+                f" {technique} --source community`",
+                style="dim",
+            )
+        )
+    parts.append(
+        Text(
+            "Community rules are © their authors (above), published by SigmaHQ under the"
+            " Detection Rule License 1.1 (DRL-1.1, https://github.com/SigmaHQ/Detection-Rule-License);"
+            " each link is the rule's source.",
+            style="italic",
+        )
+    )
     return parts
 
 

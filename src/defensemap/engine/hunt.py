@@ -16,6 +16,7 @@ from defensemap.errors import SourceError, SourceLocation
 from defensemap.sources.detections import LoadedDetection, is_detection, parse_detection, read_yaml
 
 ADHOC_ID = "adhoc-kql"
+NOT_APPLICABLE = "no loaded table matches its logsource"
 _LEVEL_OF_SEVERITY = {
     "informational": "informational",
     "low": "low",
@@ -192,8 +193,10 @@ def hunt_sigma(
     timeout: float,
     result: HuntResult,
     select: Selection = Selection(),
+    tables: list[str] | None = None,
 ) -> None:
-    """Sigma rules, one pass per table; every rule that cannot run is listed with why."""
+    """Sigma rules, one pass per table (all loaded tables unless ``tables`` names some); every
+    rule that cannot run is listed with why."""
     from defensemap.engine.sigma.rules import select_rules
     from defensemap.engine.sigma.run import run_sigma
 
@@ -204,7 +207,7 @@ def hunt_sigma(
         levels=select.levels,
         statuses=select.statuses,
     )
-    run = run_sigma(con, chosen, tables=user_tables(con), timeout=timeout)
+    run = run_sigma(con, chosen, tables=tables or user_tables(con), timeout=timeout)
     result.rules_run += len(run.counts)
     for match in run.matches:
         result.alerts.append(
@@ -221,5 +224,5 @@ def hunt_sigma(
         result.skipped.append(Skipped(problem.rule_id, problem.title, "sigma", problem.reason))
     for info in run.not_applicable:
         result.skipped.append(
-            Skipped(info.rule_id, info.title, "sigma", "no loaded table matches its logsource")
+            Skipped(info.rule_id, info.title, "sigma", NOT_APPLICABLE)
         )

@@ -9,8 +9,10 @@ the events.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -56,11 +58,21 @@ class DetectionResult:
         return not self.errors and not self.disagreements and all(c.ok for c in self.cases)
 
 
-def _expected(kind: str, case: TestCase) -> tuple[str, Any]:
+def _expected(kind: str, case: TestCase, language: str, scope: str) -> tuple[str, Any]:
+    """What a case expects of one language. A partial Sigma rule (the portable part of a
+    correlating KQL query) is held to ``sigma_alerts`` when given; otherwise it must fire on a
+    positive case and is not judged on negatives (those differ only in what Sigma cannot see)."""
+    wanted = case.alerts
+    if language == "sigma" and scope == "partial":
+        if case.sigma_alerts is not None:
+            return f"{case.sigma_alerts} alert(s)", lambda n: n == case.sigma_alerts
+        if kind == "negative":
+            return "any (partial Sigma)", lambda n: True
+        wanted = None
     if kind == "negative":
         return "no alert", lambda n: n == 0
-    if case.alerts is not None:
-        return f"{case.alerts} alert(s)", lambda n: n == case.alerts
+    if wanted is not None:
+        return f"{wanted} alert(s)", lambda n: n == wanted
     return "at least 1 alert", lambda n: n >= 1
 
 
@@ -76,11 +88,48 @@ def _records(alerts: list[Alert]) -> list[int] | None:
     return sorted(found)
 
 
-def _load_case(con: Any, loaded: LoadedDetection, case: TestCase, folder: Path) -> None:
-    events = loaded.case_events(case.events, case.file)
-    path = folder / f"{case.table}.ndjson"
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    ingest(con, [path], table=case.table)
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+def shift_to_now(by_table: dict[str, list[dict[str, Any]]], now: datetime | None) -> None:
+    """Move every ISO-8601 timestamp of the events (top-level values) by one offset so the
+    case's ``now`` is the real present; order and gaps between events are kept."""
+    times = [t for events in by_table.values() for e in events for t in map(_when, e.values()) if t]
+    if not times:
+        return
+    anchor = now if now is not None else max(times) + timedelta(minutes=1)
+    if anchor.tzinfo is None:
+        anchor = anchor.replace(tzinfo=UTC)
+    offset = datetime.now(UTC) - anchor
+    for events in by_table.values():
+        for event in events:
+            for key, value in event.items():
+                when = _when(value)
+                if when is not None:
+                    event[key] = (when + offset).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _load_case(con: Any, loaded: LoadedDetection, case: TestCase, folder: Path) -> list[str]:
+    """The case's events and its context tables' events, each table through the real ingest;
+    returns the tables loaded (the case's own first)."""
+    by_table: dict[str, list[dict[str, Any]]] = {
+        case.table: [dict(e) for e in loaded.case_events(case.events, case.file)]
+    }
+    for extra in case.context:
+        events = loaded.case_events(extra.events, extra.file)
+        by_table.setdefault(extra.table, []).extend(dict(e) for e in events)
+    shift_to_now(by_table, case.now)
+    for table, events in by_table.items():
+        path = folder / f"{table}.ndjson"
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        ingest(con, [path], table=table)
+    return list(by_table)
 
 
 def _run_case(
@@ -91,9 +140,8 @@ def _run_case(
     with tempfile.TemporaryDirectory(prefix="defensemap-test-") as tmp:
         con = connect(Path(tmp) / "case.duckdb")
         try:
-            _load_case(con, loaded, case, Path(tmp))
+            tables = _load_case(con, loaded, case, Path(tmp))
             lock_down(con)
-            tables = [case.table]
             runs: list[tuple[str, list[Alert]]] = []
             if detection.queries.kql:
                 runs.append(
@@ -113,14 +161,20 @@ def _run_case(
                 )
             if detection.sigma:
                 sigma = HuntResult()
-                hunt_sigma(con, sigma_rules_of([loaded]), timeout=timeout, result=sigma)
+                hunt_sigma(
+                    con,
+                    sigma_rules_of([loaded]),
+                    timeout=timeout,
+                    result=sigma,
+                    tables=[case.table],
+                )
                 if sigma.skipped:
                     raise _SigmaNotRun("; ".join(s.reason for s in sigma.skipped))
                 runs.append(("sigma", sigma.alerts))
         finally:
             con.close()
-    label, check = _expected(kind, case)
     for language, alerts in runs:
+        label, check = _expected(kind, case, language, detection.sigma_scope)
         count = len(alerts)
         ok = bool(check(count))
         message = "" if ok else f"expected {label}, got {count}"
@@ -150,25 +204,36 @@ def run_detection_tests(loaded: LoadedDetection, *, timeout: float = 60.0) -> De
                 result.errors.append(f"{kind} case {case.name!r}: {exc}")
                 continue
             result.cases += outcomes
-            disagreement = _disagreement(outcomes)
+            disagreement = _disagreement(outcomes, detection.sigma_scope)
             if disagreement:
                 result.disagreements.append(f"{kind} case {case.name!r}: {disagreement}")
     return result
 
 
-def _disagreement(outcomes: list[CaseResult]) -> str | None:
+def _disagreement(outcomes: list[CaseResult], scope: str) -> str | None:
     """KQL and Sigma must alert on the same events (or, when KQL projected its provenance
-    away, the same number of them)."""
+    away, the same number of them); a partial Sigma rule must cover every event KQL alerts on."""
     by_language = {o.language: o for o in outcomes}
     if len(by_language) < 2:
         return None
     kql, sigma = by_language["kql"], by_language["sigma"]
+    if scope == "partial":
+        return _not_covered(kql, sigma)
     if kql.events is not None and sigma.events is not None:
         if kql.events != sigma.events:
             return f"KQL alerts on events {kql.events}, Sigma on {sigma.events}"
         return None
     if (kql.alerts > 0) != (sigma.alerts > 0):
         return f"KQL gives {kql.alerts} alert(s), Sigma {sigma.alerts}"
+    return None
+
+
+def _not_covered(kql: CaseResult, sigma: CaseResult) -> str | None:
+    if kql.events is not None and sigma.events is not None:
+        missed = sorted(set(kql.events) - set(sigma.events))
+        return f"KQL alerts on events {missed} the partial Sigma rule misses" if missed else None
+    if kql.alerts > 0 and sigma.alerts == 0:
+        return f"KQL gives {kql.alerts} alert(s), the partial Sigma rule none"
     return None
 
 

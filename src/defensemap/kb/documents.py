@@ -153,6 +153,36 @@ class FrameworkMappings:
 
 
 @dataclass(frozen=True)
+class Attribution:
+    """Who wrote a community rule and under which licence: shown wherever the rule is shown
+    or converted (the Detection Rule License requires the author and a link)."""
+
+    author: str
+    licence: str
+    licence_url: str
+    source_url: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DetectionSummary:
+    """One line of a detection list: one of ours (``source`` ``defensemap``) or a community
+    rule (``sigmahq``, with its ``attribution``); ``severity`` is a Sigma rule's level."""
+
+    id: str
+    title: str
+    techniques: list[str]
+    severity: str | None
+    confidence: str | None
+    platforms: list[str]
+    tables: list[str]
+    logsource: str | None
+    status: str | None
+    source: str
+    attribution: Attribution | None = None
+
+
+@dataclass(frozen=True)
 class TechniqueDoc:
     common: Common
     tactics: list[TacticRef]
@@ -170,6 +200,8 @@ class TechniqueDoc:
     legacy_detection: str
     references: list[Reference]
     mappings: list[FrameworkMappings]
+    detections: list[DetectionSummary] = field(default_factory=list)
+    community_rules: list[DetectionSummary] = field(default_factory=list)
     kind_name: str = field(default="technique", init=False)
 
 

@@ -1,5 +1,5 @@
-"""Ranked search over everything loaded: ATT&CK objects of every kind and mapped
-capabilities. Exact ids first, then exact names, then full-text (FTS5) matches."""
+"""Ranked search over everything loaded: ATT&CK objects of every kind, mapped capabilities
+and community (SigmaHQ) rules. Exact ids first, then exact names, then full-text (FTS5) matches."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from defensemap.model.attack import AttackObject, Release
 from defensemap.model.mappings import MappingSet
 from defensemap.store import attack as attack_store
 from defensemap.store import mappings as mapping_store
+from defensemap.store import sigma as sigma_store
 from defensemap.store.db import LOAD_HINT, Store
 from defensemap.store.search import IndexHit, search_index
 
@@ -57,7 +58,7 @@ def _loaded(
         sets = select_sets(store)
     except StoreError:
         sets = []
-    if not releases and not sets:
+    if not releases and not sets and not sigma_store.rule_count(store):
         raise StoreError("nothing is loaded yet", hint=LOAD_HINT)
     return releases, sets
 
@@ -87,6 +88,14 @@ class _Results:
                 snippet,
                 obj.revoked,
                 obj.deprecated,
+            )
+
+    def add_rule(self, rule_id: str, title: str, match: str, snippet: str = "") -> None:
+        """A community (SigmaHQ) rule: no ATT&CK release, so domain and version are empty."""
+        key = (sigma_store.SCOPE, rule_id.lower())
+        if key not in self.found and self.wants(sigma_store.KIND):
+            self.found[key] = SearchResult(
+                rule_id, title, sigma_store.KIND, "", "", match, snippet, False, False
             )
 
     def add_capability(
@@ -125,6 +134,9 @@ def search(
             results.add_object(release, obj, "id")
     if results.wants(CAPABILITY):
         _exact_capabilities(store, sets, query, results)
+    rule = sigma_store.get_rule(store, query) if results.wants(sigma_store.KIND) else None
+    if rule is not None:
+        results.add_rule(rule.id, rule.title, "id")
     for release in releases:
         for obj in attack_store.find_by_name(store, query, release.id):
             results.add_object(release, obj, "name")
@@ -132,6 +144,7 @@ def search(
     if match:
         scopes = [f"{attack_store.SCOPE_PREFIX}{r.id}" for r in releases]
         scopes += [f"{mapping_store.SCOPE_PREFIX}{s.id}" for s in sets]
+        scopes.append(sigma_store.SCOPE)
         hits = search_index(store, match, scopes, limit, kinds)
         _add_hits(store, hits, releases, sets, results)
     ranked = sorted(
@@ -165,7 +178,9 @@ def _add_hits(
         for sid, stored in attack_store.get_objects(store, release.id, ids).items():
             objects[(scope, sid)] = stored
     for hit in hits:
-        if hit.scope in set_of:
+        if hit.scope == sigma_store.SCOPE:
+            results.add_rule(hit.ident, hit.title, "text", hit.snippet)
+        elif hit.scope in set_of:
             results.add_capability(set_of[hit.scope], hit.ident, hit.title, "text", hit.snippet)
         elif (obj := objects.get((hit.scope, hit.ref))) is not None:
             results.add_object(release_of[hit.scope], obj, "text", hit.snippet)

@@ -4,7 +4,7 @@ analyst needs around it, and the events that prove it fires (and does not)."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -30,15 +30,31 @@ class Queries(_Model):
     defender_kql: str | None = None
 
 
-class TestCase(_Model):
-    """Events loaded into ``table`` (inline or from ``file``, relative to the detection);
-    ``alerts`` is how many alerts must come out (positive cases default to at least one)."""
+class TableEvents(_Model):
+    """Events for one more table of a test case (a correlation's sign-in or audit side)."""
 
-    name: str
     table: str
     events: list[dict[str, Any]] = Field(default_factory=list)
     file: str | None = None
-    alerts: int | None = None
+
+
+class TestCase(_Model):
+    """Events loaded into ``table`` (inline or from ``file``, relative to the detection), plus
+    ``context`` tables a correlating KQL query joins; ``alerts`` is how many alerts must come
+    out (positive cases default to at least one). ``sigma_alerts`` sets Sigma's own count when
+    the detection's Sigma is only the portable part (``sigma_scope: partial``).
+
+    Event times are moved so that ``now`` (default: one minute after the case's latest event)
+    is the moment the test runs: queries with ``ago()`` windows see the events as recent."""
+
+    name: str
+    now: datetime | None = None
+    table: str
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    file: str | None = None
+    alerts: int | None = Field(default=None, ge=0)
+    sigma_alerts: int | None = Field(default=None, ge=0)
+    context: list[TableEvents] = Field(default_factory=list)
 
 
 class Tests(_Model):
@@ -78,7 +94,38 @@ class AtomicTests(_Model):
     emulation: str | None = None
 
 
+class EntityMapping(_Model):
+    """Which result column identifies an entity (Sentinel entity mapping, Defender impacted
+    asset): ``fields`` maps an identifier (``FullName``, ``HostName``, ``Address``) to a column."""
+
+    entity: Literal[
+        "Account",
+        "Host",
+        "IP",
+        "Process",
+        "File",
+        "CloudApplication",
+        "AzureResource",
+        "URL",
+        "MailMessage",
+    ]
+    fields: dict[str, str]
+
+
+class Schedule(_Model):
+    """How often the rule runs and over how much data (KQL timespans: ``1h``, ``1d``)."""
+
+    frequency: str = "1h"
+    period: str = "1h"
+    threshold: int = Field(default=0, ge=0)
+
+
 class Detection(_Model):
+    """One detection. ``sigma_scope`` says what the Sigma rule covers: ``exact`` (the same logic
+    as the KQL, so both must alert on the same test events) or ``partial`` (the portable,
+    single-source part of a KQL query that also correlates or baselines; Sigma must then alert
+    on at least the events KQL alerts on)."""
+
     id: UUID
     title: str
     description: str = ""
@@ -95,6 +142,9 @@ class Detection(_Model):
     required_tables: list[str] = Field(default_factory=list)
     queries: Queries = Field(default_factory=Queries)
     sigma: dict[str, Any] | None = None
+    sigma_scope: Literal["exact", "partial"] = "exact"
+    entities: list[EntityMapping] = Field(default_factory=list)
+    schedule: Schedule = Field(default_factory=Schedule)
     false_positives: list[str] = Field(default_factory=list)
     tuning: list[Tuning] = Field(default_factory=list)
     hunting_queries: list[HuntingQuery] = Field(default_factory=list)

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from defensemap.errors import ParseError, SchemaError, SourceError, SourceLocation
 from defensemap.model.detection import Detection
 from defensemap.sources.validation import first_problem
+from defensemap.sources.yamlfiles import load_yaml
 
 
 @dataclass(frozen=True)
@@ -41,23 +41,7 @@ def read_yaml(path: Path) -> Any:
         raise SourceError(
             f"cannot read: {exc.strerror}", location=SourceLocation(path=str(path))
         ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise ParseError(
-            f"not valid YAML: {exc.problem}",
-            location=SourceLocation(
-                path=str(path),
-                line=mark.line + 1 if mark else None,
-                column=mark.column + 1 if mark else None,
-            ),
-            hint="fix the YAML syntax",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ParseError(
-            f"not valid YAML: {exc}", location=SourceLocation(path=str(path))
-        ) from None
+    return load_yaml(text, path)
 
 
 def parse_detection(data: Any, path: Path) -> LoadedDetection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -621,6 +622,40 @@ def test_run_kql_table_without_logs(locked: duckdb.DuckDBPyConnection) -> None:
         run_kql(locked, "SigninLogs | take 1", timeout=10, label="r", tables_present=[])
 
 
+def test_run_kql_names_the_table_behind_a_let(locked: duckdb.DuckDBPyConnection) -> None:
+    # duckdb-kql reports the let (WinRmLogons), which is not what is missing
+    query = (
+        "let WinRmLogons = DeviceLogonEvents | where ActionType == 'LogonSuccess';\n"
+        "let Hosts = WinRmLogons | project DeviceName;\n"
+        "Hosts | join kind=inner DeviceProcessEvents on DeviceName"
+    )
+    with pytest.raises(KqlUnknownTableError) as caught:
+        run_kql(locked, query, timeout=10, label="r", tables_present=["DeviceProcessEvents"])
+    assert str(caught.value) == (
+        "unknown_table: DeviceLogonEvents at line 1, column 19 — table 'DeviceLogonEvents' "
+        "(read through let WinRmLogons) is in the catalog, but no logs for it are loaded"
+    )
+
+
+def test_check_names_a_misspelt_table_behind_a_let() -> None:
+    problem = _only(
+        _check(
+            "let W = DeviceLogonEvent | where ActionType == 'x';\n"
+            "W | join kind=inner DeviceProcessEvents on DeviceName"
+        )
+    )
+    assert (problem.kind, problem.construct, problem.line, problem.column) == (
+        "unknown_table",
+        "DeviceLogonEvent",
+        1,
+        9,
+    )
+    assert problem.message == (
+        "no table named 'DeviceLogonEvent' in the catalog (read through let W); "
+        "did you mean DeviceLogonEvents?"
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Timeout
 # --------------------------------------------------------------------------------------
@@ -785,3 +820,45 @@ def test_builtins_table_is_consistent() -> None:
             assert f" {name}(" in f" {defined}" or name in INVOKE_PRELUDES, name
         else:
             assert f"{name}(" not in defined, name
+
+
+@pytest.mark.parametrize(
+    ("query", "columns", "capped"),
+    [
+        ("T | summarize make_set(F, 2) by D", ["D", "set_F"], "set_F"),
+        ("T | summarize Files = make_list(F, 2), n = count()", ["Files", "n"], "Files"),
+        ("T | summarize s = tostring(make_set(F, 2))", ["s"], "s"),
+    ],
+)
+def test_capped_aggregates_keep_at_most_max_size(
+    query: str, columns: list[str], capped: str
+) -> None:
+    """duckdb-kql accepts make_set/make_list's maxSize and ignores it; the rewrite applies it
+    (Kusto returns "up to maxSize" elements, in no stated order)."""
+    con = connect()
+    con.execute("CREATE TABLE T AS SELECT 'd' AS D, 'f' || (i % 5) AS F FROM range(20) t(i)")
+    lock_down(con)
+    result = run_kql(con, query, timeout=10, label="t", tables_present=["T"])
+    assert result.columns == columns
+    value = json.loads(result.rows[0][columns.index(capped)])
+    assert len(value) == 2 and set(value) <= {f"f{i}" for i in range(5)}
+
+
+@pytest.mark.parametrize(
+    ("query", "construct", "column"),
+    [
+        ("T | summarize make_set(tolower(F), 2)", "make_set(…, maxSize)", 15),
+        ("T | summarize b = make_bag(pack('a', F), 2)", "make_bag(…, maxSize)", 19),
+        ("T | summarize s = make_set(F, toint(1))", "make_set(…, maxSize)", 19),
+    ],
+)
+def test_capped_aggregates_that_cannot_be_rewritten_are_refused(
+    query: str, construct: str, column: int
+) -> None:
+    problem = _only(check_kql(query, extra_tables={"T": [("D", "string"), ("F", "string")]}))
+    assert (problem.kind, problem.construct, problem.line, problem.column) == (
+        "unsupported_feature",
+        construct,
+        1,
+        column,
+    )

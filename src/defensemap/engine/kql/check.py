@@ -18,6 +18,7 @@ from defensemap.engine.kql.translate import (
     _all_columns,
     _catalog_schema,
     _columns_of,
+    _datetime_columns,
     _prepare,
     _resolve_tables,
     _Translation,
@@ -57,7 +58,9 @@ def check_kql(
     schema = {name: [c for c, _ in columns] for name, columns in typed.items()}
     known = sorted(schema)
 
-    tokens, prepared = _prepare(text, schema, known, bind_missing=True)
+    tokens, prepared = _prepare(
+        text, schema, known, bind_missing=True, datetime_columns=_datetime_columns(typed)
+    )
     if isinstance(prepared, list):
         return KqlCheck(False, prepared)
     sql = prepared.sql

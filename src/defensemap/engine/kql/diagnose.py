@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import duckdb
 
@@ -46,10 +46,6 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
-# Old KQL spellings still found in public hunting queries; the modern names translate.
-DEPRECATED_ALIASES = {"makeset": "make_set", "makelist": "make_list"}
-
-
 def _bracket_problem(tokens: Sequence[_Token]) -> KqlProblem | None:
     """The first unmatched bracket, which explains a parse failure better than ANTLR."""
     stack: list[_Token] = []
@@ -86,12 +82,10 @@ def _parse_problem(
     diagnostic_column0: int,
     message: str,
     tokens: Sequence[_Token],
-    line_shift: int,
 ) -> KqlProblem:
-    """A readable problem for ANTLR's first diagnostic (columns made 1-based)."""
+    """A readable problem for ANTLR's first diagnostic, at a position of ``text``
+    (1-based line, 0-based column; reported 1-based)."""
     line, column = diagnostic_line, diagnostic_column0 + 1
-    if line == 1:
-        column = max(1, column - line_shift)
     brackets = _bracket_problem(tokens)
     if brackets is not None:
         return brackets
@@ -210,20 +204,18 @@ _OPERATOR_CLASS = re.compile(r"(?:source:)?(?P<name>[A-Za-z]+?)(?:Operator(?:Par
 
 
 def _unsupported_problem(
-    exc: Exception, text: str, tokens: Sequence[_Token], line_shift: int
+    exc: Exception, text: str, tokens: Sequence[_Token], where: tuple[int, int] | None
 ) -> KqlProblem:
-    """Map duckdb-kql's KqlUnsupportedError to a problem naming what the user wrote."""
+    """Map duckdb-kql's KqlUnsupportedError to a problem naming what the user wrote;
+    ``where`` is its span as a 1-based line and 0-based column of ``text``."""
     construct = str(getattr(exc, "construct", "") or "")
-    span = getattr(exc, "span", None)
     hint = str(getattr(exc, "hint", "") or "")
     line: int | None = None
     column: int | None = None
     word: str | None = None
-    if span is not None:
-        line, column = span.line, span.column + 1
-        word = _word_at(text, span.line, span.column)
-        if line == 1:
-            column = max(1, column - line_shift)
+    if where is not None:
+        line, column = where[0], where[1] + 1
+        word = _word_at(text, where[0], where[1])
     kind, _, name = construct.partition(":")
     if name and kind == "function" and _find_ident(tokens, name, call=True) is None:
         negated = _negated_operator(tokens, name)
@@ -255,9 +247,6 @@ def _unsupported_problem(
             if "stored function" in hint
             else "duckdb-kql has no translation for it"
         )
-        modern = DEPRECATED_ALIASES.get(name.lower())
-        if modern:
-            reason += f"; it is a deprecated alias of {modern}(), which is supported — use that"
         return KqlProblem("unsupported_feature", name, line, column, f"{what} {name}(): {reason}")
     if construct.startswith(("ingestion command", "database command")):
         command = construct.rsplit(maxsplit=1)[-1]
@@ -334,14 +323,24 @@ def _plugin_at(tokens: Sequence[_Token], line: int | None, column: int | None) -
     return None
 
 
-def _schema_problem(exc: Exception, tokens: Sequence[_Token], known: Sequence[str]) -> KqlProblem:
-    """Map duckdb-kql's KqlSchemaError: unknown tables, remote clusters, case clashes."""
+def _schema_problem(
+    exc: Exception,
+    tokens: Sequence[_Token],
+    known: Sequence[str],
+    available: Collection[str] = (),
+    catalog: Collection[str] = (),
+) -> KqlProblem:
+    """Map duckdb-kql's KqlSchemaError: unknown tables, remote clusters, case clashes.
+    ``available`` are the tables the query may read, ``catalog`` all the catalog knows."""
     name = str(getattr(exc, "name", "") or "")
     hint = str(getattr(exc, "hint", "") or "")
     token = _find_ident(tokens, name.rsplit(".", maxsplit=1)[-1]) if name else None
     line = token.line if token else None
     column = token.column if token else None
     if "unknown table" in hint or "matched no table" in hint:
+        found = _let_source(tokens, name, set(available), set(catalog))
+        if found is not None:
+            return _unknown_let_table(*found, known, catalog)
         return _unknown_table(name, known, line, column)
     if "no cluster here" in hint or name.startswith("cluster("):
         cluster = _find_ident(tokens, "cluster", call=True)
@@ -368,6 +367,68 @@ def _schema_problem(exc: Exception, tokens: Sequence[_Token], known: Sequence[st
             "unsupported_feature", name, line, column, f"query parameter {name}: {hint}"
         )
     return KqlProblem("unknown_column", name, line, column, f"{name}: {hint or 'schema error'}")
+
+
+def _let_source(
+    tokens: Sequence[_Token], name: str, available: set[str], catalog: set[str], depth: int = 0
+) -> tuple[_Token, str] | None:
+    """The table a ``let name = …`` reads that is not available, and the let that names
+    it: a catalog table its body names, else the body's leading name (through further
+    lets). duckdb-kql names the outer let, which is not what is missing."""
+    body = _let_body(tokens, name)
+    if body is None or depth > 8:
+        return None
+    for index in body:
+        token = tokens[index]
+        if token.kind != "ident" or _next_is(tokens, index, "(") or _prev_is(tokens, index, "."):
+            continue
+        if token.text in catalog and token.text not in available:
+            return token, name
+    first = tokens[body[0]]
+    if first.kind != "ident" or _next_is(tokens, body[0], "(") or first.text in available:
+        return None
+    deeper = _let_source(tokens, first.text, available, catalog, depth + 1)
+    if deeper is not None:
+        return deeper
+    return (first, name) if _let_body(tokens, first.text) is None else None
+
+
+def _let_body(tokens: Sequence[_Token], name: str) -> list[int] | None:
+    """Token indexes of the tabular body of ``let name = body;``, or None."""
+    for index, token in enumerate(tokens):
+        if token.text != name or not _prev_is(tokens, index, "let"):
+            continue
+        if not _next_is(tokens, index, "=") or _next_is(tokens, index + 1, "("):
+            return None  # a function, not a tabular value
+        body: list[int] = []
+        depth = 0
+        for at in range(index + 2, len(tokens)):
+            text = tokens[at].text
+            if tokens[at].kind == "punct" and text in "([{":
+                depth += 1
+            elif tokens[at].kind == "punct" and text in ")]}":
+                depth -= 1
+            elif depth == 0 and text == ";":
+                break
+            body.append(at)
+        return body or None
+    return None
+
+
+def _unknown_let_table(
+    source: _Token, let_name: str, known: Sequence[str], catalog: Collection[str]
+) -> KqlProblem:
+    through = f"read through let {let_name}"
+    if source.text in catalog:
+        message = (
+            f"table {source.text!r} ({through}) is in the catalog, but no logs for it are loaded"
+        )
+    else:
+        message = f"no table named {source.text!r} in the catalog ({through})"
+        suggestion = _closest(source.text, [*known, *catalog])
+        if suggestion:
+            message += f"; did you mean {suggestion}?"
+    return KqlProblem("unknown_table", source.text, source.line, source.column, message)
 
 
 def _unknown_table(

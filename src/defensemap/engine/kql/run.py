@@ -18,6 +18,7 @@ from defensemap.engine.kql.sql import _sql_refs, _sql_safety_problem
 from defensemap.engine.kql.translate import (
     _all_columns,
     _columns_of,
+    _datetime_columns,
     _prepare,
     _resolve_tables,
 )
@@ -33,17 +34,22 @@ class KqlResult:
     truncated: bool = False
 
 
-def _live_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> dict[str, list[str]]:
+def _live_schema(
+    con: duckdb.DuckDBPyConnection, tables: Sequence[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """The present tables' columns, each with ``datetime`` for a TIMESTAMP column (the
+    only type the rewrites ask about) and its DuckDB type otherwise."""
     wanted = set(tables)
     rows = con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns "
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'main' AND table_catalog = current_database() "
         "ORDER BY table_name, ordinal_position"
     ).fetchall()
-    schema: dict[str, list[str]] = {}
-    for table, column in rows:
+    schema: dict[str, list[tuple[str, str]]] = {}
+    for table, column, data_type in rows:
         if table in wanted:
-            schema.setdefault(str(table), []).append(str(column))
+            kind = "datetime" if str(data_type).upper().startswith("TIMESTAMP") else str(data_type)
+            schema.setdefault(str(table), []).append((str(column), kind))
     return schema
 
 
@@ -66,10 +72,18 @@ def run_kql(
     (``truncated`` says whether more were there).
     """
     catalog = catalog if catalog is not None else load_catalog()
-    schema = _live_schema(con, tables_present)
+    typed = _live_schema(con, tables_present)
+    schema = {name: [column for column, _ in columns] for name, columns in typed.items()}
     present = sorted(schema)
     known = sorted(set(catalog.names()) | set(present))
-    tokens, prepared = _prepare(text, schema, present, bind_missing=False)
+    tokens, prepared = _prepare(
+        text,
+        schema,
+        present,
+        bind_missing=False,
+        datetime_columns=_datetime_columns(typed),
+        catalog_tables=known,
+    )
     if isinstance(prepared, list):
         raise KqlError.from_problem(prepared[0])
     refs = _sql_refs(con, prepared.sql)

@@ -317,16 +317,9 @@ _KEYWORDS = _words(
 )
 
 
-def _case_problems(tokens: Sequence[_Token], columns: Mapping[str, str]) -> list[KqlProblem]:
-    """Columns written with the wrong case, which DuckDB would bind anyway.
-
-    ``columns`` maps every case-folded column name of the tables the query reads to its
-    spelling. An identifier is reported when it is not a function call, a property after
-    ``.``, a keyword or a name the query defines itself (before ``=`` or ``:``, after
-    ``let``/``as``, or in a ``parse … with`` pattern), matches no column exactly, and
-    matches one except for case.
-    """
-    exact = set(columns.values())
+def _defined_names(tokens: Sequence[_Token]) -> set[str]:
+    """Names the query defines itself: before ``=`` or ``:``, after ``let``/``as``, and
+    in a ``parse … with`` pattern. A column of that name may not be the table's."""
     defined: set[str] = set()
     in_parse = False
     for index, token in enumerate(tokens):
@@ -340,6 +333,20 @@ def _case_problems(tokens: Sequence[_Token], columns: Mapping[str, str]) -> list
             defined.add(token.text)
         if _prev_is(tokens, index, "let") or _prev_is(tokens, index, "as"):
             defined.add(token.text)
+    return defined
+
+
+def _case_problems(tokens: Sequence[_Token], columns: Mapping[str, str]) -> list[KqlProblem]:
+    """Columns written with the wrong case, which DuckDB would bind anyway.
+
+    ``columns`` maps every case-folded column name of the tables the query reads to its
+    spelling. An identifier is reported when it is not a function call, a property after
+    ``.``, a keyword or a name the query defines itself (before ``=`` or ``:``, after
+    ``let``/``as``, or in a ``parse … with`` pattern), matches no column exactly, and
+    matches one except for case.
+    """
+    exact = set(columns.values())
+    defined = _defined_names(tokens)
     problems: list[KqlProblem] = []
     reported: set[str] = set()
     for index, token in enumerate(tokens):

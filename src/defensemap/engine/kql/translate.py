@@ -4,7 +4,7 @@ schema, and the tables and columns the translation reads."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,12 @@ from defensemap.engine.kql.diagnose import (
     _unsupported_problem,
 )
 from defensemap.engine.kql.problems import KqlProblem
+from defensemap.engine.kql.rewrite import (
+    CAPPED_AGGREGATES,
+    Rewritten,
+    capped_aggregate,
+    rewrite,
+)
 from defensemap.engine.kql.scan import _find_ident, _prev_is, _static_problems, _Token, _tokens
 from defensemap.engine.kql.sql import _base_tables, _SqlRefs
 from defensemap.engine.kql_functions import INVOKE_PRELUDES, STORED_FUNCTIONS
@@ -48,7 +54,15 @@ def _catalog_schema(catalog: Catalog) -> TableSchema:
 class _Translation:
     sql: str
     parameters: dict[str, Any]
-    line_shift: int
+
+
+def _datetime_columns(typed: Mapping[str, Sequence[tuple[str, str]]]) -> set[str]:
+    """Columns that are datetime in every table that has them (``[(column, KQL type)]``)."""
+    kinds: dict[str, set[str]] = {}
+    for columns in typed.values():
+        for column, kql_type in columns:
+            kinds.setdefault(column, set()).add(kql_type)
+    return {column for column, types in kinds.items() if types == {"datetime"}}
 
 
 @functools.cache
@@ -80,12 +94,18 @@ def _translate(
     known: Sequence[str],
     *,
     bind_missing: bool,
+    datetime_columns: Collection[str] = (),
+    catalog_tables: Collection[str] = (),
 ) -> _Translation | KqlProblem:
     import duckdb_kql
     from duckdb_kql import errors as kql_errors
 
     prelude = _prelude(tokens)
-    source = prelude + text
+    rewritten = rewrite(text, datetime_columns)
+    capped = capped_aggregate(rewritten.text)
+    if capped is not None:
+        return _capped_problem(rewritten, *capped)
+    source = prelude + rewritten.text
     parameters: dict[str, Any] | None = None
     if bind_missing and "query_parameters" in text:
         # Checking offline: a declared parameter without a default is bound to null, so
@@ -107,13 +127,14 @@ def _translate(
         first = exc.diagnostics[0] if exc.diagnostics else None
         if first is None:
             return KqlProblem("parse_error", "query", None, None, str(exc))
-        return _parse_problem(
-            text, first.span.line, first.span.column, first.message, tokens, len(prelude)
-        )
+        line, column0 = _locate(rewritten, len(prelude), first.span.line, first.span.column)
+        return _parse_problem(text, line, column0, first.message, tokens)
     except kql_errors.KqlUnsupportedError as exc:
-        return _unsupported_problem(exc, text, tokens, len(prelude))
+        span = getattr(exc, "span", None)
+        where = None if span is None else _locate(rewritten, len(prelude), span.line, span.column)
+        return _unsupported_problem(exc, text, tokens, where)
     except kql_errors.KqlSchemaError as exc:
-        return _schema_problem(exc, tokens, known)
+        return _schema_problem(exc, tokens, known, list(schema), catalog_tables or known)
     except (kql_errors.KqlError, ValueError, TypeError) as exc:
         return KqlProblem("unsupported_feature", "query", None, None, str(exc))
     if result.unbound:
@@ -125,13 +146,46 @@ def _translate(
             None,
             f"declared query parameter(s) {names} have no value and no default",
         )
-    return _Translation(str(result), dict(result.parameters), len(prelude))
+    return _Translation(str(result), dict(result.parameters))
+
+
+def _capped_problem(rewritten: Rewritten, name: str, offset: int) -> KqlProblem:
+    before = rewritten.text[:offset]
+    line, column0 = rewritten.to_original(before.count("\n") + 1, offset - before.rfind("\n") - 1)
+    return KqlProblem(
+        "unsupported_feature",
+        f"{name}(…, maxSize)",
+        line,
+        column0 + 1,
+        f"{name}() with a maxSize here would be answered without the cap; "
+        + (
+            f"name the result (X = {name}(e, n)) with a literal n, or drop the cap"
+            if name in CAPPED_AGGREGATES
+            else "drop the cap"
+        ),
+    )
+
+
+def _locate(rewritten: Rewritten, prelude: int, line: int, column0: int) -> tuple[int, int]:
+    """A position duckdb-kql reports (after the one-line prelude and the rewrites) as a
+    1-based line and 0-based column of the text the user wrote."""
+    if line == 1:
+        column0 = max(0, column0 - prelude)
+    return rewritten.to_original(line, column0)
 
 
 def _prepare(
-    text: str, schema: Mapping[str, list[str]], known: Sequence[str], *, bind_missing: bool
+    text: str,
+    schema: Mapping[str, list[str]],
+    known: Sequence[str],
+    *,
+    bind_missing: bool,
+    datetime_columns: Collection[str] = (),
+    catalog_tables: Collection[str] = (),
 ) -> tuple[list[_Token], _Translation | list[KqlProblem]]:
-    """Static refusals, parsing and translation, in that order."""
+    """Static refusals, exact rewrites, parsing and translation, in that order.
+    ``datetime_columns`` are the columns known to be datetime (for ``between``);
+    ``catalog_tables`` every table the catalog knows, loaded or not (default ``known``)."""
     tokens = _tokens(text)
     if not tokens:
         return tokens, [KqlProblem("parse_error", "query", 1, 1, "the query is empty")]
@@ -139,7 +193,15 @@ def _prepare(
     if problems:
         return tokens, problems
     # Parsed once, by to_sql: its KqlSyntaxError carries the same diagnostics as validate().
-    translated = _translate(text, tokens, schema, known, bind_missing=bind_missing)
+    translated = _translate(
+        text,
+        tokens,
+        schema,
+        known,
+        bind_missing=bind_missing,
+        datetime_columns=datetime_columns,
+        catalog_tables=catalog_tables,
+    )
     if isinstance(translated, KqlProblem):
         return tokens, [translated]
     return tokens, translated

@@ -36,8 +36,10 @@ any other table
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, cast
 
 from sigma.pipelines.microsoftxdr.mappings import (
@@ -46,7 +48,6 @@ from sigma.pipelines.microsoftxdr.mappings import (
     MICROSOFT_XDR_FIELD_MAPPINGS,
 )
 from sigma.pipelines.microsoftxdr.microsoftxdr import microsoft_xdr_pipeline
-from sigma.pipelines.sysmon.sysmon import sysmon_pipeline
 from sigma.pipelines.windows.windows import (
     generic_logsource_to_windows_audit_event_mapping,
     windows_audit_pipeline,
@@ -64,6 +65,7 @@ __all__ = [
     "defender_field",
     "is_defender_table",
     "referenced_fields",
+    "sysmon_pipeline",
     "table_kind",
     "variants_for",
     "xdr_pipeline",
@@ -89,6 +91,23 @@ _XDR_DROPPED_ITEMS = (
     "microsoft_xdr_unsupported_fields_",
     "microsoft_xdr_unsupported_rule_category_or_missing_query_table",
 )
+
+
+def sysmon_pipeline() -> ProcessingPipeline:
+    """pySigma's Sysmon pipeline, whatever else has been imported. Its ``@Pipeline`` decorator
+    keeps one instance for every decorated pipeline, holding the function decorated last, so
+    after plugin discovery imports ``sigma.pipelines.test`` the name ``sysmon_pipeline`` builds
+    the test pipeline instead."""
+    return _sysmon_factory()()
+
+
+@cache
+def _sysmon_factory() -> Callable[[], ProcessingPipeline]:
+    """Re-run the sysmon module's decoration (it puts sysmon back on the shared instance) and
+    keep its function, which nothing imported later can displace."""
+    module = importlib.reload(importlib.import_module("sigma.pipelines.sysmon.sysmon"))
+    factory: Callable[[], ProcessingPipeline] = module.sysmon_pipeline.func
+    return factory
 
 
 def table_kind(table: str) -> TableKind:
@@ -173,7 +192,7 @@ _WINDOWS_VARIANTS = (
     PipelineVariant(
         "sysmon",
         "windows",
-        lambda: cast(ProcessingPipeline, sysmon_pipeline()) + windows_logsource_pipeline(),
+        lambda: sysmon_pipeline() + windows_logsource_pipeline(),
         _windows_product,
         _selects_windows_events,
     ),

@@ -59,6 +59,7 @@ __all__ = [
     "RuleWarning",
     "compile_rules",
     "load_rules",
+    "rules_from_yaml",
     "select_rules",
 ]
 
@@ -121,26 +122,65 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
             reason = f"cannot load: {_reason(exc)}"
             result.problems.append(RuleProblem(path.stem, path.name, str(path), reason))
             continue
-        for rule in collection.rules:
-            if not isinstance(rule, SigmaRule | SigmaCorrelationRule):
-                result.problems.append(
-                    RuleProblem(
-                        rule_key(rule),
-                        rule.title or path.name,
-                        str(path),
-                        "Sigma filter rules (meta filters) are not supported",
-                    )
+        _add_collection(result, loaded, collection, path)
+    return _with_references(result, loaded)
+
+
+def rules_from_yaml(texts: Iterable[tuple[str, str]]) -> RuleSet:
+    """Sigma rules from ``(where, YAML text)`` pairs — rules kept as text, such as the community
+    rules in the store — loaded exactly like files (``where`` names the rule's file)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    result = RuleSet()
+    loaded: list[SigmaRule | SigmaCorrelationRule] = []
+    for where, text in texts:
+        path = Path(where)
+        try:
+            collection = SigmaCollection.from_dicts(
+                list(yaml.load_all(text, Loader=loader)),
+                collect_errors=True,
+                source=SigmaRuleLocation(path),
+                collect_filters=True,
+                resolve_references=False,
+            )
+        except (yaml.YAMLError, SigmaError) as exc:
+            reason = f"cannot load: {_reason(exc)}"
+            result.problems.append(RuleProblem(path.stem, path.name, where, reason))
+            continue
+        _add_collection(result, loaded, collection, path)
+    return _with_references(result, loaded)
+
+
+def _add_collection(
+    result: RuleSet,
+    loaded: list[SigmaRule | SigmaCorrelationRule],
+    collection: SigmaCollection,
+    path: Path,
+) -> None:
+    """The usable rules of one file go to ``loaded``, everything else to the problems."""
+    for rule in collection.rules:
+        if not isinstance(rule, SigmaRule | SigmaCorrelationRule):
+            result.problems.append(
+                RuleProblem(
+                    rule_key(rule),
+                    rule.title or path.name,
+                    str(path),
+                    "Sigma filter rules (meta filters) are not supported",
                 )
-                continue
-            if rule.errors:
-                reason = "cannot load: " + "; ".join(_reason(e) for e in rule.errors)
-                result.problems.append(RuleInfo.of(rule).problem(reason))
-                continue
-            loaded.append(rule)
-        for error in collection.errors:
-            if not any(error in r.errors for r in collection.rules):
-                reason = f"cannot load: {_reason(error)}"
-                result.problems.append(RuleProblem(path.stem, path.name, str(path), reason))
+            )
+            continue
+        if rule.errors:
+            reason = "cannot load: " + "; ".join(_reason(e) for e in rule.errors)
+            result.problems.append(RuleInfo.of(rule).problem(reason))
+            continue
+        loaded.append(rule)
+    for error in collection.errors:
+        if not any(error in r.errors for r in collection.rules):
+            reason = f"cannot load: {_reason(error)}"
+            result.problems.append(RuleProblem(path.stem, path.name, str(path), reason))
+
+
+def _with_references(result: RuleSet, loaded: list[SigmaRule | SigmaCorrelationRule]) -> RuleSet:
+    """Resolve correlation references across every loaded rule, then sort rules into the set."""
     everything: list[SigmaRule | SigmaCorrelationRule | SigmaFilter] = list(loaded)
     collection = SigmaCollection(everything, resolve_references=False)
     for rule in loaded:
