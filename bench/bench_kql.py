@@ -345,8 +345,8 @@ def _normalise(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def run_speed(args: argparse.Namespace) -> int:
-    from defensemap.engine.duck import connect, lock_down
     from defensemap.engine.kql import run_kql
+    from defensemap.logs.duck import connect, lock_down
 
     con = connect()
     if args.threads:

@@ -56,12 +56,26 @@ SPEED_TARGET = 5.0
 # rules that use them run on both engines (SQLite fails "no such column" otherwise, while our
 # engine reads an absent column as NULL).
 SYSMON_EID1_FIELDS = (
-    "RuleName", "UtcTime", "ProcessGuid", "ProcessId", "FileVersion", "Description", "Product",
-    "Company", "OriginalFileName", "CurrentDirectory", "LogonGuid", "LogonId",
-    "TerminalSessionId", "Hashes", "ParentProcessGuid", "ParentProcessId", "ParentUser",
+    "RuleName",
+    "UtcTime",
+    "ProcessGuid",
+    "ProcessId",
+    "FileVersion",
+    "Description",
+    "Product",
+    "Company",
+    "OriginalFileName",
+    "CurrentDirectory",
+    "LogonGuid",
+    "LogonId",
+    "TerminalSessionId",
+    "Hashes",
+    "ParentProcessGuid",
+    "ParentProcessId",
+    "ParentUser",
 )
 
-WORKER = r'''
+WORKER = r"""
 import json, re, sqlite3, sys, time
 from sigma.backends.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
@@ -141,7 +155,7 @@ for rid, queries in out["queries"].items():
 out["query_seconds"] = time.perf_counter() - start
 out["sqlite_version"] = sqlite3.sqlite_version
 json.dump(out, open(args["out"], "w", encoding="utf-8"))
-'''
+"""
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -174,9 +188,9 @@ def process_creation_rules(sigma: Path) -> Any:
 
 
 def run_ours(events: Path, work: Path, rules: Any, timeout: float) -> dict[str, Any]:
-    from defensemap.engine.duck import connect, lock_down
     from defensemap.engine.sigma.rules import compile_rules
     from defensemap.engine.sigma.run import run_compiled, table_schemas
+    from defensemap.logs.duck import connect, lock_down
     from defensemap.logs.ingest import ingest
 
     db = work / f"bench_sigma_{events.stem}.duckdb"
@@ -196,7 +210,10 @@ def run_ours(events: Path, work: Path, rules: Any, timeout: float) -> dict[str, 
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
         run = run_compiled(
-            con, compilation, load_problems=rules.problems, timeout=timeout,
+            con,
+            compilation,
+            load_problems=rules.problems,
+            timeout=timeout,
             max_matches_per_rule=None,
         )
         query_s = time.perf_counter() - start
@@ -210,9 +227,7 @@ def run_ours(events: Path, work: Path, rules: Any, timeout: float) -> dict[str, 
         record = int(m.row["_dm_record"])
         alerts[m.rule_id].add(record)
         samples.setdefault(record, {k: v for k, v in m.row.items() if not k.startswith("_dm")})
-    conditions = {
-        r.info.rule_id: r.condition for rs in compilation.rules.values() for r in rs
-    }
+    conditions = {r.info.rule_id: r.condition for rs in compilation.rules.values() for r in rs}
     return {
         "rows": rows[0] if rows else 0,
         "ingest_s": ingest_s,
@@ -360,10 +375,10 @@ def speed(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from defensemap.catalog import load_catalog
-    from defensemap.engine.duck import connect
     from defensemap.engine.sigma.pipelines import DEFENDER_TABLES
     from defensemap.engine.sigma.rules import compile_rules, load_rules
     from defensemap.engine.sigma.run import table_schemas
+    from defensemap.logs.duck import connect
     from defensemap.logs.ingest import ingest
 
     start = time.perf_counter()
@@ -411,9 +426,7 @@ def report(args: argparse.Namespace) -> int:
     print("\nconverted rules per table:")
     for table, compiled in sorted(compilation.rules.items()):
         print(f"  {table:28} {len(compiled)}")
-    reasons = Counter(
-        p.reason[:90] for p in [*rules.problems, *compilation.problems]
-    )
+    reasons = Counter(p.reason[:90] for p in [*rules.problems, *compilation.problems])
     print("\nfailure reasons:")
     for reason, n in reasons.most_common(15):
         print(f"  {n:5}  {reason}")

@@ -333,9 +333,7 @@ def test_changed_bytes_replace_only_their_own_version(
     try:
         names = {
             name
-            for (name,) in conn.execute(
-                "SELECT name FROM attack_object WHERE name LIKE '%changed'"
-            )
+            for (name,) in conn.execute("SELECT name FROM attack_object WHERE name LIKE '%changed'")
         }
         scopes = conn.execute("SELECT count(DISTINCT scope) FROM search_index").fetchone()[0]
         orphans = conn.execute(

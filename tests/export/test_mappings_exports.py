@@ -473,9 +473,7 @@ def test_stix_bundle_of_mitigations(cli, synthetic_home: Path, tmp_path: Path) -
     assert {(o["created"], o["modified"]) for o in raw if o["type"] != "attack-pattern"} == {
         ("2024-01-02T00:00:00.000Z", "2025-03-04T00:00:00.000Z")
     }
-    store_dates = {
-        (o["created"], o["modified"]) for o in raw if o["type"] == "attack-pattern"
-    }
+    store_dates = {(o["created"], o["modified"]) for o in raw if o["type"] == "attack-pattern"}
     assert "2024-01-02T00:00:00.000Z" not in {c for c, _ in store_dates}
 
 

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from tests.conftest import SHARED_DATA, require_shared_data
 
-from defensemap.engine.duck import PROVENANCE_COLUMNS, connect, user_tables
 from defensemap.errors import InputError, ParseError, SchemaError, SourceError
+from defensemap.logs.duck import PROVENANCE_COLUMNS, connect, user_tables
 from defensemap.logs.ingest import WINDOWS_EVENTS_TABLE, IngestReport, detect_format, ingest
 
 EVTX_DIR = SHARED_DATA / "evtx"

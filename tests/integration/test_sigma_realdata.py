@@ -15,7 +15,6 @@ import yaml
 from tests.conftest import SHARED_DATA, require_shared_data
 
 from defensemap.catalog import load_catalog
-from defensemap.engine.duck import connect, lock_down
 from defensemap.engine.sigma.rules import (
     Compilation,
     RuleSet,
@@ -23,6 +22,7 @@ from defensemap.engine.sigma.rules import (
     load_rules,
 )
 from defensemap.engine.sigma.run import run_compiled, table_schemas
+from defensemap.logs.duck import connect, lock_down
 from defensemap.logs.flatten import flatten_event
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]

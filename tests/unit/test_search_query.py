@@ -8,7 +8,7 @@ from defensemap.kb.search import fts_query
 
 def test_words_become_quoted_terms_with_a_prefix_on_the_last() -> None:
     assert fts_query("cloud serv") == '"cloud" "serv"*'
-    assert fts_query('T1021.007') == '"T1021" "007"*'
+    assert fts_query("T1021.007") == '"T1021" "007"*'
     assert fts_query("  ") is None
     assert fts_query('"; DROP TABLE x; --') == '"DROP" "TABLE" "x"*'
 

@@ -133,7 +133,7 @@ def import_sigma(
 
 
 def _report_import(outcome: Any, json_out: bool) -> None:
-    from defensemap.sources.sigma_rules import LICENCE
+    from defensemap.model.sigma_rules import LICENCE
 
     if json_out:
         data = {**outcome.__dict__, "licence": LICENCE}

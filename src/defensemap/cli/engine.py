@@ -80,7 +80,7 @@ def logs_ingest(
 ) -> None:
     """Load log files into typed tables (all files or none); the table is given, or inferred
     from EVTX channels or a known table's columns, and the output says which."""
-    from defensemap.engine.duck import logs_database
+    from defensemap.logs.duck import logs_database
 
     set_json(json_out)
     path = logs_db(db)
@@ -143,7 +143,7 @@ def _hunting_db(
 ) -> Iterator[Any]:
     """Ad hoc logs go to a throw-away database file (big files need disk, not RAM); otherwise
     the logs database is opened read-only. Either way it is locked down before any rule runs."""
-    from defensemap.engine.duck import connect, lock_down
+    from defensemap.logs.duck import connect, lock_down
 
     with tempfile.TemporaryDirectory(prefix="defensemap-hunt-") as tmp:
         if logs:

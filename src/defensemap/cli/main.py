@@ -11,13 +11,17 @@ from defensemap import __version__
 from defensemap.cli import attack as attack_commands
 from defensemap.cli import content as content_commands
 from defensemap.cli import convert as convert_commands
+from defensemap.cli import coverage as coverage_commands  # noqa: F401  (registers the command)
+from defensemap.cli import coverage_inputs as coverage_input_commands
 from defensemap.cli import detections as detection_commands
 from defensemap.cli import engine as engine_commands
 from defensemap.cli import export as export_commands  # noqa: F401  (registers commands)
 from defensemap.cli import generate as generate_commands
 from defensemap.cli import mappings as mapping_commands
+from defensemap.cli import navigator as navigator_commands
 from defensemap.cli import sync as sync_commands
 from defensemap.cli.common import import_app
+from defensemap.cli.coverage_app import coverage_app
 from defensemap.cli.output import STATE, report_error
 from defensemap.errors import DefensemapError
 
@@ -58,6 +62,7 @@ def root(
 
 
 app.add_typer(import_app, name="import")
+app.add_typer(coverage_app, name="coverage")
 sync_commands.register(app)
 attack_commands.register(app)
 mapping_commands.register(app)
@@ -66,6 +71,8 @@ engine_commands.register(app)
 convert_commands.register(app)
 detection_commands.register(app)
 content_commands.register(app)
+coverage_input_commands.register(app)
+navigator_commands.register(app)
 
 
 def run() -> None:

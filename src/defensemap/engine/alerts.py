@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from defensemap.engine.duck import RECORD_COLUMN, SOURCE_COLUMN
+from defensemap.logs.duck import RECORD_COLUMN, SOURCE_COLUMN
 
 TIME_COLUMNS = ("Timestamp", "TimeGenerated", "TimeCreated", "CreatedDateTime", "ActivityDateTime")
 

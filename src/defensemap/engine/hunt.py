@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 
 from defensemap.engine.alerts import Alert, make_alert
-from defensemap.engine.duck import user_tables
 from defensemap.errors import SourceError, SourceLocation
+from defensemap.logs.duck import user_tables
 from defensemap.sources.detections import LoadedDetection, is_detection, parse_detection, read_yaml
 
 ADHOC_ID = "adhoc-kql"
@@ -223,6 +223,4 @@ def hunt_sigma(
     for problem in [*chosen.problems, *run.problems]:
         result.skipped.append(Skipped(problem.rule_id, problem.title, "sigma", problem.reason))
     for info in run.not_applicable:
-        result.skipped.append(
-            Skipped(info.rule_id, info.title, "sigma", NOT_APPLICABLE)
-        )
+        result.skipped.append(Skipped(info.rule_id, info.title, "sigma", NOT_APPLICABLE))

@@ -20,9 +20,9 @@ from xml.etree import ElementTree
 import orjson
 
 from defensemap.engine.alerts import Alert
-from defensemap.engine.duck import connect, lock_down
 from defensemap.engine.hunt import HuntResult, hunt_sigma, run_kql_rule, sigma_rules_of
 from defensemap.errors import DefensemapError
+from defensemap.logs.duck import connect, lock_down
 from defensemap.logs.ingest import ingest
 from defensemap.model.detection import TestCase
 from defensemap.sources.detections import LoadedDetection

@@ -17,8 +17,8 @@ from defensemap.kb.attack import _tactics
 from defensemap.kb.documents import Attribution, DetectionSummary, TacticRef, TechniqueDoc
 from defensemap.kb.lookup import find_object
 from defensemap.model.detection import Detection
+from defensemap.model.sigma_rules import LICENCE, LICENCE_NAME, LICENCE_URL, CommunityRule
 from defensemap.sources.detections import LoadedDetection
-from defensemap.sources.sigma_rules import LICENCE, LICENCE_NAME, LICENCE_URL, CommunityRule
 from defensemap.store import sigma as sigma_store
 from defensemap.store.db import Store
 

@@ -22,8 +22,8 @@ from defensemap.errors import DefensemapError
 from defensemap.kb.vocabulary import AttackVocabulary
 from defensemap.library.loader import detection_files
 from defensemap.library.sigma_checks import SigmaChecker
+from defensemap.model.atomics import AtomicIndex
 from defensemap.model.detection import Detection
-from defensemap.sources.atomics import AtomicIndex
 from defensemap.sources.detections import LoadedDetection, load_detection
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 
 from defensemap.catalog import Catalog
-from defensemap.engine.duck import RECORD_COLUMN, SOURCE_COLUMN
 from defensemap.errors import SchemaError
+from defensemap.logs.duck import RECORD_COLUMN, SOURCE_COLUMN
 from defensemap.logs.formats import _Source
 from defensemap.logs.progress import _Progress
 

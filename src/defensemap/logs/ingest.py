@@ -47,9 +47,9 @@ from pathlib import Path
 import duckdb
 
 from defensemap.catalog import load_catalog
-from defensemap.engine.duck import RECORD_COLUMN, SOURCE_COLUMN
 from defensemap.errors import InputError, SourceError, StoreError
 from defensemap.logs.context import _INTERNAL_PREFIX, _REC, _RESERVED, _Context
+from defensemap.logs.duck import RECORD_COLUMN, SOURCE_COLUMN
 from defensemap.logs.events import WINDOWS_EVENTS_TABLE
 from defensemap.logs.formats import _duck_error, _sniff
 from defensemap.logs.plan import _Plan, _plan, _Tables, _TableState

@@ -12,7 +12,6 @@ from typing import Any
 import duckdb
 
 from defensemap.catalog import Catalog, Table
-from defensemap.engine.duck import RECORD_COLUMN, SOURCE_COLUMN
 from defensemap.errors import InputError, ParseError, SchemaError, SourceError, SourceLocation
 from defensemap.logs.context import (
     _INTERNAL_PREFIX,
@@ -23,6 +22,7 @@ from defensemap.logs.context import (
     _Prepared,
     _reserved,
 )
+from defensemap.logs.duck import RECORD_COLUMN, SOURCE_COLUMN
 from defensemap.logs.events import _WINDOWS_TYPES, WINDOWS_EVENTS_TABLE, _prepare_evtx
 from defensemap.logs.formats import _duck_error, _Source
 from defensemap.logs.readers import (

@@ -3,30 +3,11 @@ detections can name the tests that make them fire and validation can check the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from defensemap.errors import SourceError, SourceLocation
+from defensemap.model.atomics import AtomicIndex, AtomicTest
 from defensemap.sources.yamlfiles import load_yaml
-
-
-@dataclass(frozen=True)
-class AtomicTest:
-    guid: str
-    name: str
-    technique: str
-    platforms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AtomicIndex:
-    tests: dict[str, AtomicTest]
-
-    def find(self, guid: str) -> AtomicTest | None:
-        return self.tests.get(guid.strip().lower())
-
-    def for_technique(self, technique: str) -> list[AtomicTest]:
-        return [t for t in self.tests.values() if t.technique == technique.upper()]
 
 
 def load_atomics(root: Path) -> AtomicIndex:

@@ -10,71 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from defensemap.errors import ParseError, SchemaError, SourceError, SourceLocation
+from defensemap.model.sigma_rules import CommunityRule, SigmaScan, SkippedRule
 from defensemap.sources.yamlfiles import load_yaml_documents
 
-LICENCE = "DRL-1.1"
-LICENCE_NAME = "Detection Rule License 1.1"
-LICENCE_URL = "https://github.com/SigmaHQ/Detection-Rule-License"
 UPSTREAM_BLOB = "https://github.com/SigmaHQ/sigma/blob/master/"
 # Top-level folders of the SigmaHQ repository that hold rules; a file's path from the
 # repository root (its link upstream) starts at the nearest of them.
 _TOP_FOLDER = re.compile(r"rules(-[a-z0-9-]+)?|deprecated|unsupported")
 _TECHNIQUE_TAG = re.compile(r"t\d{4}(\.\d{3})?")
 _OTHER_ATTACK_TAG = re.compile(r"[gs]\d{4}|ta\d{4}|detection\..*")
-
-
-@dataclass(frozen=True)
-class CommunityRule:
-    """One SigmaHQ rule as stored: what lists and filters need, plus its text and source."""
-
-    id: str
-    title: str
-    description: str
-    status: str | None
-    level: str | None
-    author: str
-    date: str | None
-    modified: str | None
-    product: str | None
-    category: str | None
-    service: str | None
-    techniques: tuple[str, ...]
-    tactics: tuple[str, ...]
-    tags: tuple[str, ...]
-    references: tuple[str, ...]
-    false_positives: tuple[str, ...]
-    yaml: str
-    path: str
-    source_url: str
-    licence: str = LICENCE
-
-    @property
-    def logsource(self) -> str:
-        """``product/category/service``, the parts the rule gives."""
-        return "/".join(p for p in (self.product, self.category, self.service) if p)
-
-
-@dataclass(frozen=True)
-class SkippedRule:
-    """A rule file that was not loaded: ``where`` is ``file[:line:column]``."""
-
-    where: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class SigmaScan:
-    """Everything read from the given paths, before anything is stored."""
-
-    sources: list[str]
-    found: int
-    rules: list[CommunityRule]
-    skipped: list[SkippedRule]
 
 
 def collect_rule_files(paths: Iterable[Path]) -> list[Path]:

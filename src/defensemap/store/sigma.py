@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from defensemap.sources.sigma_rules import CommunityRule, SigmaScan, SkippedRule
+from defensemap.model.sigma_rules import CommunityRule, SigmaScan, SkippedRule
 from defensemap.store.db import Store
 from defensemap.util import paused_gc
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from defensemap.engine.duck import QueryTimeoutError, connect, lock_down, with_timeout
 from defensemap.engine.kql import (
     KqlCheck,
     KqlError,
@@ -29,6 +28,7 @@ from defensemap.engine.kql import (
 from defensemap.engine.kql.sql import SAFE_TABLE_FUNCTIONS, _sql_refs, _sql_safety_problem
 from defensemap.engine.kql_functions import BUILTINS, INVOKE_PRELUDES, STORED_FUNCTIONS
 from defensemap.errors import InputError
+from defensemap.logs.duck import QueryTimeoutError, connect, lock_down, with_timeout
 
 # Real-world-style hunting queries, written for these tests.
 HUNTING_QUERIES = {

@@ -11,9 +11,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from defensemap.engine.duck import connect, lock_down
 from defensemap.engine.kql import KqlTypeError, KqlUnsupportedError, check_kql, run_kql
 from defensemap.engine.kql.rewrite import DEPRECATED_ALIASES, rewrite
+from defensemap.logs.duck import connect, lock_down
 
 
 @pytest.fixture()

@@ -13,7 +13,6 @@ import pytest
 from sigma.collection import SigmaCollection
 from sigma.rule import SigmaRule
 
-from defensemap.engine.duck import QueryTimeoutError, connect, lock_down
 from defensemap.engine.sigma.pipelines import table_kind
 from defensemap.engine.sigma.rules import (
     Compilation,
@@ -26,6 +25,7 @@ from defensemap.engine.sigma.rules import (
 )
 from defensemap.engine.sigma.run import run_compiled, run_sigma
 from defensemap.errors import InputError
+from defensemap.logs.duck import QueryTimeoutError, connect, lock_down
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 T0 = datetime(2024, 5, 1, 12, 0, 0)

@@ -4,7 +4,11 @@ from defensemap.model.attack import version_key
 from defensemap.model.citations import ReferenceBook
 
 REFS = [
-    {"source_name": "Vendor 2023", "description": "Vendor. (2023). Report.", "url": "https://v.example/r"},
+    {
+        "source_name": "Vendor 2023",
+        "description": "Vendor. (2023). Report.",
+        "url": "https://v.example/r",
+    },
     {"source_name": "Blog", "url": "https://b.example"},
 ]
 
@@ -44,5 +48,9 @@ def test_empty_and_plain_text() -> None:
 
 def test_versions_sort_numerically() -> None:
     assert sorted(["16.1", "9.0", "18.1", "8.2", "10.1"], key=version_key) == [
-        "8.2", "9.0", "10.1", "16.1", "18.1",
+        "8.2",
+        "9.0",
+        "10.1",
+        "16.1",
+        "18.1",
     ]

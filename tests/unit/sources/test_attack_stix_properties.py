@@ -41,8 +41,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -84,9 +85,7 @@ tricky_strings = st.sampled_from(
 version_strings = st.text(alphabet="0123456789.²١", max_size=6)
 # (deep-copied: sampled_from hands out the same objects, and mutations edit them in place)
 any_value = (
-    json_values
-    | tricky_strings
-    | st.sampled_from([[], {}, [{}], [""], 0, True]).map(copy.deepcopy)
+    json_values | tricky_strings | st.sampled_from([[], {}, [{}], [""], 0, True]).map(copy.deepcopy)
 )
 
 
@@ -264,9 +263,7 @@ def valid_bundles(draw: st.DrawFn) -> dict[str, Any]:
         techniques.append(technique["id"])
         objects.append(technique)
     pairs = draw(
-        st.lists(
-            st.tuples(st.sampled_from(techniques), st.sampled_from(techniques)), max_size=10
-        )
+        st.lists(st.tuples(st.sampled_from(techniques), st.sampled_from(techniques)), max_size=10)
     )
     for (source, target), uuid in zip(pairs, uuids[count:], strict=False):
         objects.append(

@@ -8,7 +8,7 @@ Two entry points:
   locked-down in-memory DuckDB so that column and type errors surface. It never raises
   for a bad query; it returns the problems.
 * :func:`run_kql` runs a query on the live logs connection (already locked down by
-  :func:`defensemap.engine.duck.lock_down`) under a timeout, and raises :class:`KqlError`
+  :func:`defensemap.logs.duck.lock_down`) under a timeout, and raises :class:`KqlError`
   for the same problems before anything runs.
 
 Refusals, from the outside in: KQL constructs that read files or call out (``externaldata``,
@@ -31,7 +31,6 @@ error, so that one unknown column goes unreported; and of two catalog columns di
 in case (AzureDiagnostics ``clientIP_s``/``clientIp_s``) only the first exists here.
 """
 
-from defensemap.engine.duck import QueryTimeoutError
 from defensemap.engine.kql.check import check_kql
 from defensemap.engine.kql.problems import (
     KqlCheck,
@@ -48,6 +47,7 @@ from defensemap.engine.kql.problems import (
     format_check,
 )
 from defensemap.engine.kql.run import KqlResult, run_kql
+from defensemap.logs.duck import QueryTimeoutError
 
 __all__ = [
     "KqlCheck",

@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 import duckdb
 
 from defensemap.catalog import Catalog, duckdb_type, load_catalog
-from defensemap.engine.duck import QueryTimeoutError, connect, lock_down
-from defensemap.engine.duck import with_timeout as _with_timeout
 from defensemap.engine.kql.diagnose import _duckdb_problem
 from defensemap.engine.kql.problems import KqlCheck, KqlProblem
 from defensemap.engine.kql.scan import _case_problems, _Token
@@ -24,6 +22,8 @@ from defensemap.engine.kql.translate import (
     _Translation,
 )
 from defensemap.errors import InputError
+from defensemap.logs.duck import QueryTimeoutError, connect, lock_down
+from defensemap.logs.duck import with_timeout as _with_timeout
 
 #: How long `check_kql` lets the SQL run on empty tables. Binding is what is checked; a
 #: query that is still busy after this (a large `range`) bound fine and counts as ok.

@@ -10,7 +10,6 @@ from typing import Any
 import duckdb
 
 from defensemap.catalog import Catalog, load_catalog
-from defensemap.engine.duck import with_timeout as _with_timeout
 from defensemap.engine.kql.diagnose import _duckdb_problem
 from defensemap.engine.kql.problems import KqlError, KqlResourceError
 from defensemap.engine.kql.scan import _case_problems
@@ -22,6 +21,7 @@ from defensemap.engine.kql.translate import (
     _prepare,
     _resolve_tables,
 )
+from defensemap.logs.duck import with_timeout as _with_timeout
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,6 @@ from sigma.types import (
     TimestampPart,
 )
 
-from defensemap.engine.duck import PROVENANCE_COLUMNS
 from defensemap.engine.sigma.sqltext import (
     _plain,
     _regex_for,
@@ -93,6 +92,7 @@ from defensemap.engine.sigma.sqltext import (
     re2_error,
     string_match,
 )
+from defensemap.logs.duck import PROVENANCE_COLUMNS
 
 __all__ = [
     "QUERY_TABLE_STATE",

@@ -12,7 +12,7 @@ Each rule's condition is evaluated once per event; ``unnest`` of an empty hit li
 events no rule matches (a WHERE on the list would be pushed into the scan and evaluated twice),
 and each lowered column is computed once per event instead of once per comparison (see
 :func:`_hoist_lowering`). Tables run concurrently on separate cursors (``con.cursor()``), each
-query under :func:`~defensemap.engine.duck.with_timeout`; results are streamed with
+query under :func:`~defensemap.logs.duck.with_timeout`; results are streamed with
 ``fetchmany`` and at most ``max_matches_per_rule`` events are kept per rule (counts stay exact),
 so memory stays bounded by DuckDB's memory limit plus that cap.
 
@@ -37,7 +37,6 @@ from typing import Any
 
 import duckdb
 
-from defensemap.engine.duck import with_timeout
 from defensemap.engine.sigma.backend import quote_identifier
 from defensemap.engine.sigma.rules import (
     Compilation,
@@ -50,6 +49,7 @@ from defensemap.engine.sigma.rules import (
     compile_rules,
 )
 from defensemap.errors import InputError
+from defensemap.logs.duck import with_timeout
 
 __all__ = [
     "HITS_COLUMN",
@@ -397,7 +397,7 @@ def run_sigma(
     Each rule is converted for each table its logsource maps to (see
     :mod:`defensemap.engine.sigma.pipelines`); all rules of a table run as one query, tables in
     parallel on ``workers`` threads, each query stopped after ``timeout`` seconds
-    (:class:`~defensemap.engine.duck.QueryTimeoutError`). Correlation rules run after the
+    (:class:`~defensemap.logs.duck.QueryTimeoutError`). Correlation rules run after the
     rules they reference. Problems from loading, converting and running are all in
     ``SigmaRun.problems``, one per rule and reason.
     """

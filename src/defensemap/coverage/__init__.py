@@ -1,0 +1,1 @@
+"""Threat-informed coverage: scoring model, computation, gaps and next steps."""
