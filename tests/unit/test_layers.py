@@ -24,7 +24,8 @@ LAYERS = {
     "library": 5,
     "coverage": 6,
     "export": 7,
-    "cli": 8,
+    "web": 8,
+    "cli": 9,
 }
 
 

@@ -3,7 +3,7 @@ next steps; in the terminal, as JSON, Navigator layers, CSV and an HTML report."
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -279,38 +279,10 @@ def _write_files(
             err_console().print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
-def coverage_json(report: CoverageReport) -> dict[str, Any]:
-    """The ``coverage`` JSON document (docs/json-output.md)."""
-    from defensemap.coverage import scoring
-    from defensemap.coverage.summary import summarize
-
-    inputs = report.inputs
-    return {
-        "attack_version": inputs.attack_version,
-        "profile": asdict(inputs.profile),
-        "inputs": {
-            "controls": [asdict(c) for c in inputs.controls],
-            # community rules are the imported SigmaHQ set: counted, not echoed (thousands)
-            "rules": [asdict(r) for r in inputs.rules if r.origin != "community"],
-            "community_rules": sum(1 for r in inputs.rules if r.origin == "community"),
-            "tables": None if inputs.tables is None else sorted(inputs.tables),
-        },
-        "summary": asdict(summarize(report)),
-        "techniques": [
-            {
-                **asdict(t),
-                "band": scoring.band(t.score),
-                "priority": scoring.gap_priority(t.threat_weight, t.score),
-            }
-            for t in report.techniques
-        ],
-        "gaps": [t.technique for t in report.gaps],
-        "notes": list(report.notes),
-    }
-
-
 def _show(report: CoverageReport, json_out: bool, top: int) -> None:
     if json_out:
+        from defensemap.coverage.document import coverage_json
+
         print_json(envelope("coverage", coverage_json(report)))
         return
     out = console()

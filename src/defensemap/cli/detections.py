@@ -27,11 +27,6 @@ from defensemap.errors import DefensemapError, NotFoundError, SourceError
 from defensemap.kb.documents import envelope, to_json
 from defensemap.store.db import Store
 
-COMMUNITY_NOTE = (
-    "Community rules are © their authors (SigmaHQ), under the Detection Rule License 1.1:"
-    " author and link shown with each rule (`defensemap detection ID`)."
-)
-
 
 @dataclass
 class LibraryDetections:
@@ -152,6 +147,8 @@ def _report_import(outcome: Any, json_out: bool) -> None:
         markup=False,
         soft_wrap=True,
     )
+    from defensemap.kb.detections import COMMUNITY_NOTE
+
     out.print(COMMUNITY_NOTE, markup=False, soft_wrap=True)
 
 
@@ -187,7 +184,7 @@ def detections(
 ) -> None:
     """List detections: defensemap's own, and with --source community or all the imported
     SigmaHQ rules (attributed to their authors)."""
-    from defensemap.kb.detections import DetectionFilter, list_detections
+    from defensemap.kb.detections import DetectionFilter, community_notes, list_detections
 
     set_json(json_out)
     wanted = DetectionFilter(technique, platform, severity, source)
@@ -197,7 +194,7 @@ def detections(
     notes = [ours.note] if ours.note else []
     with optional_store() as store:
         found = list_detections(store, ours.detections, wanted)
-        notes += _community_notes(store, wanted)
+        notes += community_notes(store, wanted)
     if json_out:
         print_json(
             envelope("detections", {"detections": [to_json(s) for s in found], "notes": notes})
@@ -206,16 +203,6 @@ def detections(
     console().print(detections_table(found, f"{len(found)} detection(s)", with_source=True))
     for note in notes:
         err_console().print(f"note: {note}", markup=False, soft_wrap=True)
-
-
-def _community_notes(store: Store | None, wanted: Any) -> list[str]:
-    from defensemap.store.sigma import rule_count
-
-    if "sigmahq" not in wanted.sources():
-        return []
-    if store is None or rule_count(store) == 0:
-        return ["no community rules imported: load them with `defensemap import sigma PATH`"]
-    return [COMMUNITY_NOTE]
 
 
 # --- detection ID -------------------------------------------------------------------------------

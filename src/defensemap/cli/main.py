@@ -20,6 +20,7 @@ from defensemap.cli import generate as generate_commands
 from defensemap.cli import mappings as mapping_commands
 from defensemap.cli import navigator as navigator_commands
 from defensemap.cli import sync as sync_commands
+from defensemap.cli import web as web_commands
 from defensemap.cli.common import import_app
 from defensemap.cli.coverage_app import coverage_app
 from defensemap.cli.output import STATE, report_error
@@ -71,6 +72,7 @@ engine_commands.register(app)
 convert_commands.register(app)
 detection_commands.register(app)
 content_commands.register(app)
+web_commands.register(app)
 coverage_input_commands.register(app)
 navigator_commands.register(app)
 

@@ -361,7 +361,7 @@ def _gradient_color(fraction: float, colors: tuple[str, ...] = COVERAGE_GRADIENT
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _bucket(score: float) -> int:
+def score_bucket(score: float) -> int:
     """The colour step: 0–9 → 0, 10–19 → 1, … 100 → 10 (the legend shows lower bounds)."""
     return int(min(max(score, 0.0), MAX_SCORE) * _BUCKETS // MAX_SCORE)
 
@@ -423,7 +423,7 @@ def _cell(
         f"{_num(item.detect)}), threat weight {item.threat_weight}. {item.reason}"
     )
     return (
-        f'<a class="cell s{_bucket(item.score)}{sub_class}" href="#{_e(technique.id)}" '
+        f'<a class="cell s{score_bucket(item.score)}{sub_class}" href="#{_e(technique.id)}" '
         f'title="{_e(title)}">{_e(label)}<b>{_e(_num(item.score))}</b></a>'
     )
 

@@ -300,3 +300,18 @@ def community_rule_doc(
         yaml=rule.yaml,
         attribution=attribution(rule),
     )
+
+
+COMMUNITY_NOTE = (
+    "Community rules are © their authors (SigmaHQ), under the Detection Rule License 1.1:"
+    " author and link shown with each rule (`defensemap detection ID`)."
+)
+
+
+def community_notes(store: Store | None, wanted: DetectionFilter) -> list[str]:
+    """What a detection list says about community rules: how to load them, or their licence."""
+    if "sigmahq" not in wanted.sources():
+        return []
+    if store is None or sigma_store.rule_count(store) == 0:
+        return ["no community rules imported: load them with `defensemap import sigma PATH`"]
+    return [COMMUNITY_NOTE]

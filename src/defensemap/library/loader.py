@@ -105,14 +105,24 @@ def load_library(paths: Iterable[Path] | None = None, *, cache_dir: Path | None 
     return Library(loaded)
 
 
+def library_stamp(paths: Iterable[Path] | None = None) -> str:
+    """Changes whenever a detection file is added, removed or edited (path, size, mtime)."""
+    roots = list(paths) if paths is not None else [content_dir() / "detections"]
+    return _stamp(detection_files(roots))
+
+
+def _stamp(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        info = path.stat()
+        digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
 def _cached_yaml(files: list[Path], cache_dir: Path) -> dict[str, Any]:
     """Parsed YAML of ``files`` from the cache, refreshed when any file changed. The cache is
     only ever a copy: unreadable or stale, it is rebuilt from the files."""
-    stamp = hashlib.sha256()
-    for path in files:
-        info = path.stat()
-        stamp.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    cache = cache_dir / f"library-{stamp.hexdigest()[:20]}.json"
+    cache = cache_dir / f"library-{_stamp(files)}.json"
     try:
         data: dict[str, Any] = orjson.loads(cache.read_bytes())
         return data

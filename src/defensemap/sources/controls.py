@@ -13,7 +13,7 @@ from typing import Any
 from defensemap.errors import ParseError, SchemaError, SourceError, SourceLocation
 from defensemap.model.coverage import ControlInPlace, ControlStatus
 from defensemap.model.mappings import FRAMEWORK_ALIASES, FRAMEWORK_LABELS
-from defensemap.sources.files import read_bytes
+from defensemap.sources.files import read_text
 from defensemap.sources.yamlfiles import load_yaml
 
 STATUSES: tuple[ControlStatus, ...] = ("implemented", "partial", "planned", "not-applicable")
@@ -68,20 +68,9 @@ def load_controls(path: Path) -> list[ControlInPlace]:
             location=SourceLocation(path=str(path)),
             hint="name the file .csv or .yaml",
         )
-    text = _text(path)
+    text = read_text(path)
     read = _read_csv(text, path) if suffix == ".csv" else _read_yaml(text, path)
     return _refuse_duplicates(read)
-
-
-def _text(path: Path) -> str:
-    try:
-        return read_bytes(path).decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(
-            f"not UTF-8 text (byte {exc.start})",
-            location=SourceLocation(path=str(path)),
-            hint="save the file as UTF-8",
-        ) from None
 
 
 # --- CSV ---------------------------------------------------------------------------------------

@@ -38,6 +38,18 @@ class RawDocument:
     data: Any
 
 
+def read_text(path: Path, hint: str = "save the file as UTF-8") -> str:
+    """Whole content of a text input (a BOM is dropped), or a typed error naming the file."""
+    try:
+        return read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"not UTF-8 text (byte {exc.start})",
+            location=SourceLocation(path=str(path)),
+            hint=hint,
+        ) from None
+
+
 def read_bytes(path: Path, limit: int | None = None) -> bytes:
     """Whole (decompressed) content of ``path``; refuses files above ``limit`` before reading.
 

@@ -23,7 +23,7 @@ import orjson
 from defensemap.errors import ParseError, SchemaError, SourceError, SourceLocation
 from defensemap.model.coverage import DeployedRule, RuleOrigin
 from defensemap.model.rulesets import ReadRule, RuleFormat, RuleSetRead, SkippedFile
-from defensemap.sources.files import read_bytes
+from defensemap.sources.files import read_text
 from defensemap.sources.yamlfiles import load_yaml_documents
 
 ORIGIN: dict[RuleFormat, RuleOrigin] = {
@@ -105,7 +105,7 @@ def _candidate(path: Path, root: Path) -> bool:
 
 def _read_file(path: Path, named: bool, skipped: list[SkippedFile]) -> list[ReadRule]:
     try:
-        return list(_rules_of(path, _text(path), skipped))
+        return list(_rules_of(path, read_text(path, "export the rules again as UTF-8"), skipped))
     except NotARuleFile as reason:
         if named:
             raise SchemaError(
@@ -115,17 +115,6 @@ def _read_file(path: Path, named: bool, skipped: list[SkippedFile]) -> list[Read
             ) from None
         skipped.append(SkippedFile(str(path), str(reason)))
         return []
-
-
-def _text(path: Path) -> str:
-    try:
-        return read_bytes(path).decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(
-            f"not UTF-8 text (byte {exc.start})",
-            location=SourceLocation(path=str(path)),
-            hint="export the rules again as UTF-8",
-        ) from None
 
 
 def _rules_of(path: Path, text: str, skipped: list[SkippedFile]) -> Iterator[ReadRule]:

@@ -1,0 +1,114 @@
+"""What every page and endpoint shares: the store (opened read-only per request), the
+templates, the detection library, and the JSON / ETag helpers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from defensemap.config import Settings
+from defensemap.errors import StoreError
+from defensemap.kb.documents import TechniqueDoc
+from defensemap.library.loader import Library, content_dir, library_stamp, load_library
+from defensemap.store.db import LOAD_HINT, Store, open_store
+from defensemap.web.documents import technique_document
+from defensemap.web.markdown import render_markdown
+from defensemap.web.urls import capability_url, object_url, result_url
+
+TEMPLATES = Path(__file__).parent / "templates"
+CACHE_CONTROL = "private, max-age=60, must-revalidate"
+DOCUMENT_CACHE = 512
+
+
+class WebContext:
+    """Per-application state; nothing here writes to the store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._library: tuple[str, Library] | None = None
+        self._documents: dict[tuple[str, str, str, str | None], TechniqueDoc] = {}
+        self.templates = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["markdown"] = render_markdown
+        self.templates.filters["result_url"] = result_url
+        self.templates.globals["object_url"] = object_url
+        self.templates.globals["capability_url"] = capability_url
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        path = self.settings.store_path
+        if not path.exists():
+            raise StoreError("no data loaded yet", hint=LOAD_HINT)
+        store = open_store(path)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def library(self) -> Library:
+        """The detection library, kept in memory until a detection file changes (its files
+        are stat-ed per request, not parsed); empty when there is no library."""
+        if not (content_dir() / "detections").is_dir():
+            return Library()
+        stamp = library_stamp()
+        if self._library is None or self._library[0] != stamp:
+            library = load_library(cache_dir=self.settings.home / "cache")
+            self._library = (stamp, library)
+        return self._library[1]
+
+    def technique(self, store: Store, technique_id: str, version: str | None) -> TechniqueDoc:
+        """The technique document, built once per store state, library and version: the
+        page is read far more often than the store or the library change."""
+        library = self.library()
+        key = (
+            self.store_stamp(),
+            self._library[0] if self._library else "",
+            technique_id.upper(),
+            version,
+        )
+        found = self._documents.get(key)
+        if found is None:
+            found = technique_document(store, library, technique_id, version)
+            if len(self._documents) >= DOCUMENT_CACHE:
+                self._documents.pop(next(iter(self._documents)))
+            self._documents[key] = found
+        return found
+
+    def store_stamp(self) -> str:
+        """Changes when an import rewrites the store: keys per-process document caches."""
+        info = self.settings.store_path.stat()
+        return f"{info.st_size}:{info.st_mtime_ns}"
+
+    def page(self, request: Request, template: str, status: int = 200, **values: Any) -> Response:
+        html = self.templates.get_template(template).render(request=request, **values)
+        return cached(request, html.encode("utf-8"), "text/html; charset=utf-8", status)
+
+
+def web(request: Request) -> WebContext:
+    context: WebContext = request.app.state.web
+    return context
+
+
+def cached(request: Request, body: bytes, media_type: str, status: int = 200) -> Response:
+    """A response with a strong ETag; ``If-None-Match`` with the same tag gets a 304."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    if status == 200 and request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
+
+
+def json_response(request: Request, document: Any, status: int = 200) -> Response:
+    body = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
+    return cached(request, body, "application/json", status)
