@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from defensemap.config import Settings
 from defensemap.errors import DefensemapError, InputError, NotFoundError, StoreError
+from defensemap.web.cache import Cached, ResponseCache, replay
 from defensemap.web.context import WebContext
 
 STATIC = Path(__file__).parent / "static"
@@ -50,11 +51,13 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(pages_more.router)
 
+    cache = ResponseCache()
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Handler) -> Response:
         if token is not None and not _authorised(request, token):
             return _unauthorised(request)
-        response = await call_next(request)
+        response = await _cached(request, call_next, cache)
         if token is not None and request.query_params.get("token") == token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         for name, value in SECURITY_HEADERS.items():
@@ -63,6 +66,24 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
 
     _error_handlers(app)
     return app
+
+
+async def _cached(request: Request, call_next: Handler, cache: ResponseCache) -> Response:
+    """Serve a page rendered for the same URL and data state, or render and keep it."""
+    if not cache.cacheable(request):
+        return await call_next(request)
+    context: WebContext = request.app.state.web
+    url, state = str(request.url), context.data_state()
+    found = cache.get(url, state)
+    if found is not None:
+        return replay(request, found)
+    response = await call_next(request)
+    if response.status_code != 200:
+        return response
+    body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+    entry = Cached(body, response.status_code, tuple(response.headers.items()))
+    cache.put(url, state, entry)
+    return replay(request, entry)
 
 
 def _status_of(error: DefensemapError) -> int:

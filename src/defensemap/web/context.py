@@ -85,6 +85,12 @@ class WebContext:
             self._documents[key] = found
         return found
 
+    def data_state(self) -> str:
+        """Store and library stamps: a rendered page stays valid while both are unchanged."""
+        store = self.store_stamp() if self.settings.store_path.exists() else "no-store"
+        library = library_stamp() if (content_dir() / "detections").is_dir() else "no-library"
+        return f"{store}|{library}"
+
     def store_stamp(self) -> str:
         """Changes when an import rewrites the store: keys per-process document caches."""
         info = self.settings.store_path.stat()

@@ -1,0 +1,68 @@
+"""Rendered pages are reused while the data stays the same, and never outlive it: a changed
+detection file or a re-imported store shows at once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.conftest import REPO
+
+from defensemap.config import Settings
+from defensemap.web.app import create_app
+
+FIXTURE = REPO / "tests" / "fixtures" / "detections" / "cloud_cli_login.yml"
+
+
+@pytest.fixture
+def content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "content" / "detections"
+    folder.mkdir(parents=True)
+    shutil.copy(FIXTURE, folder / "one.yml")
+    monkeypatch.setenv("DEFENSEMAP_CONTENT", str(folder.parent))
+    return folder
+
+
+def test_a_changed_library_is_served_at_once(
+    content: Path, tmp_path: Path, loaded_store_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(loaded_store_path, home / "defensemap.sqlite")
+    client = TestClient(create_app(Settings(home)))
+    first = client.get("/api/v1/detections")
+    again = client.get("/api/v1/detections")
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content and first.headers["etag"] == again.headers["etag"]
+    assert (
+        client.get(
+            "/api/v1/detections", headers={"If-None-Match": first.headers["etag"]}
+        ).status_code
+        == 304
+    )
+    renamed = FIXTURE.read_text().replace(
+        "5b0f8a8e-3c1e-4d5e-9a6f-2f4b7c9d1e01", "5b0f8a8e-3c1e-4d5e-9a6f-2f4b7c9d1e02"
+    )
+    (content / "two.yml").write_text(
+        renamed.replace("Cloud CLI interactive login", "Second cloud CLI login")
+    )
+    after = client.get("/api/v1/detections")
+    ids = {d["id"] for d in after.json()["data"]["detections"]}
+    assert "5b0f8a8e-3c1e-4d5e-9a6f-2f4b7c9d1e02" in ids
+    assert after.headers["etag"] != first.headers["etag"]
+
+
+def test_security_headers_are_on_cached_responses_too(
+    content: Path, tmp_path: Path, loaded_store_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(loaded_store_path, home / "defensemap.sqlite")
+    client = TestClient(create_app(Settings(home)))
+    for _ in range(2):
+        response = client.get("/")
+        assert response.status_code == 200
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
