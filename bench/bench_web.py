@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Measure the web UI (issue 8): page latency under load on loopback, and build-site.
 
-`defensemap serve` runs as its own process (so the load generator does not share its GIL);
-a bounded load generator (asyncio + httpx.AsyncClient) keeps ``--clients`` requests in flight
-for ``--seconds`` over the T1021.007 page and a few others, timing every request from send to
-last byte. First one client alone (the service time), then all of them (latency under load,
-queueing included). Then `defensemap build-site` of the whole site, and the enterprise
-technique pages alone rendered in-process (target ≤ 60 s). See bench/README.md.
+`defensemap serve` runs as its own process; the load generator (bench/loadgen.py: raw
+keep-alive HTTP/1.1 over asyncio) runs in this one. Measured: one client alone (service
+time); first views of enterprise technique pages (render cost before a page is kept); the
+target run — ``--clients`` connections offering ``--rate`` requests/s in total for
+``--seconds`` (open loop, latency from each request's scheduled time); and the capacity
+(the same connections sending back to back). Then `defensemap build-site` of the whole site,
+and the enterprise technique pages alone rendered in-process (target ≤ 60 s). See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import httpx
 
 from bench_attack import base_parser, checked_args, child_env, cli_command, print_table
 from bench_coverage import _load_home
+from loadgen import Tally, closed_loop, open_loop
 
 URLS = (
     "/techniques/T1021.007",
@@ -67,48 +70,45 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def _client(
-    http: httpx.AsyncClient, base: str, offset: int, deadline: float, out: dict[str, Any]
-) -> None:
-    """One simulated user: request after request (round robin over URLS) until the deadline."""
-    i = offset
-    while time.perf_counter() < deadline:
-        url = base + URLS[i % len(URLS)]
-        i += 1
-        start = time.perf_counter()
-        try:
-            response = await http.get(url)
-            ok = response.status_code == 200 and len(response.content) > 0
-        except httpx.HTTPError:
-            ok = False
-        out["latencies"].append(time.perf_counter() - start)
-        out["by_url"].setdefault(url.removeprefix(base), []).append(time.perf_counter() - start)
-        if not ok:
-            out["errors"] += 1
-
-
-async def _load(base: str, clients: int, seconds: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"latencies": [], "by_url": {}, "errors": 0}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        started = time.perf_counter()
-        deadline = started + seconds
-        await asyncio.gather(*(_client(http, base, n, deadline, out) for n in range(clients)))
-        elapsed = time.perf_counter() - started
-    lat = out["latencies"]
+def summarise(tally: Tally, clients: int, rate: float | None = None) -> dict[str, Any]:
+    lat = tally.latencies
     return {
         "clients": clients,
-        "seconds": round(elapsed, 1),
+        "offered_per_s": rate,
+        "seconds": round(tally.elapsed, 1),
         "requests": len(lat),
-        "requests_per_s": round(len(lat) / elapsed, 1),
-        "errors": out["errors"],
-        "p50_ms": round(percentile(lat, 0.50) * 1000, 1),
-        "p95_ms": round(percentile(lat, 0.95) * 1000, 1),
-        "p99_ms": round(percentile(lat, 0.99) * 1000, 1),
+        "requests_per_s": round(len(lat) / tally.elapsed, 1),
+        "errors": tally.errors,
+        "error_examples": tally.error_examples,
+        "p50_ms": round(percentile(lat, 0.50) * 1000, 2),
+        "p95_ms": round(percentile(lat, 0.95) * 1000, 2),
+        "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
         "max_ms": round(max(lat) * 1000, 1),
         "p50_ms_by_url": {
-            url: round(percentile(v, 0.5) * 1000, 1) for url, v in sorted(out["by_url"].items())
+            url: round(percentile(v, 0.5) * 1000, 2) for url, v in sorted(tally.by_path.items())
         },
+    }
+
+
+def first_views(base: str, home: Path, count: int) -> dict[str, Any]:
+    """Enterprise technique pages nobody has opened yet: what a page costs before it is kept."""
+    from defensemap.config import Settings
+    from defensemap.web.site import plan_site
+
+    entries, _ = plan_site(Settings(home), "")
+    kept = {"/techniques/T1021.007", "/techniques/T1059.001"}
+    urls = [e.url for e in entries if e.kind == "technique" and e.url not in kept][:count]
+    seconds = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for url in urls:
+            start = time.perf_counter()
+            http.get(url).raise_for_status()
+            seconds.append(time.perf_counter() - start)
+    return {
+        "pages": len(seconds),
+        "p50_ms": round(percentile(seconds, 0.5) * 1000, 1),
+        "p99_ms": round(percentile(seconds, 0.99) * 1000, 1),
+        "max_ms": round(max(seconds) * 1000, 1),
     }
 
 
@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--home", type=Path, help="use this loaded data home (else build one)")
     parser.add_argument("--clients", type=int, default=200, help="concurrent clients (200)")
+    parser.add_argument("--rate", type=float, default=1000, help="offered requests/s (1000)")
     parser.add_argument("--seconds", type=float, default=60, help="load duration (60)")
+    parser.add_argument("--first-views", type=int, default=100, help="cold technique pages")
     parser.add_argument("--no-build", action="store_true", help="skip the build-site timings")
     args = checked_args(parser, argv)
     cli = cli_command(args.cli)
@@ -159,21 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             _load_home(args.data, home)
         server, base = start_server(cli, home)
         try:
-            for url in dict.fromkeys(URLS):  # warm up: first renders fill the library cache
-                httpx.get(base + url, timeout=60).raise_for_status()
-            print("1 client ...", file=sys.stderr)
-            single = asyncio.run(_load(base, 1, min(args.seconds, 10)))
-            print(f"{args.clients} clients × {args.seconds:g} s ...", file=sys.stderr)
-            loaded = asyncio.run(_load(base, args.clients, args.seconds))
+            result = _serve_measurements(base, home, args)
         finally:
             server.terminate()
             server.wait(10)
-        result: dict[str, Any] = {
-            "machine": f"{platform.platform()}, Python {platform.python_version()}, "
-            f"{len(os.sched_getaffinity(0))} CPUs, load {os.getloadavg()[0]:.1f}",
-            "single_client": single,
-            "load": loaded,
-        }
+        result["machine"] = (
+            f"{platform.platform()}, Python {platform.python_version()}, "
+            f"{len(os.sched_getaffinity(0))} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
         if not args.no_build:
             print("build-site (whole site) ...", file=sys.stderr)
             result["build_site"] = bench_build_site(cli, home, Path(tmp) / "site")
@@ -183,6 +178,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if _passed(result) or args.no_fail else 1
+
+
+def _serve_measurements(base: str, home: Path, args: Any) -> dict[str, Any]:
+    host, port = base.removeprefix("http://").split(":")
+    warm = {}
+    for url in dict.fromkeys(URLS):
+        start = time.perf_counter()
+        httpx.get(base + url, timeout=60).raise_for_status()
+        warm[url] = round((time.perf_counter() - start) * 1000, 1)
+    print("1 client ...", file=sys.stderr)
+    single = asyncio.run(closed_loop(host, int(port), URLS, 1, min(args.seconds, 10)))
+    print(f"first views of {args.first_views} technique pages ...", file=sys.stderr)
+    cold = first_views(base, home, args.first_views)
+    print(
+        f"{args.clients} clients, {args.rate:g} req/s offered, {args.seconds:g} s ...",
+        file=sys.stderr,
+    )
+    offered = asyncio.run(open_loop(host, int(port), URLS, args.clients, args.rate, args.seconds))
+    print(f"capacity: {args.clients} clients back to back ...", file=sys.stderr)
+    capacity = asyncio.run(closed_loop(host, int(port), URLS, args.clients, 20))
+    return {
+        "first_render_ms": warm,
+        "single_client": summarise(single, 1),
+        "first_views": cold,
+        "load": summarise(offered, args.clients, args.rate),
+        "capacity": summarise(capacity, args.clients),
+    }
 
 
 def _passed(result: dict[str, Any]) -> bool:
@@ -198,17 +220,31 @@ def _passed(result: dict[str, Any]) -> bool:
 
 def _print(result: dict[str, Any]) -> None:
     print(json.dumps(result, indent=2))
-    rows = []
-    for label, run in (("1 client", result["single_client"]), ("load", result["load"])):
-        rows.append(
-            [
-                f"{label}: {run['clients']} clients × {run['seconds']} s",
-                f"{run['p50_ms']} / {run['p95_ms']} / {run['p99_ms']} ms",
-                f"{run['requests_per_s']} req/s",
-                str(run["errors"]),
-            ]
-        )
-    print_table("Pages under load", ["Run", "p50 / p95 / p99", "Throughput", "Errors"], rows)
+    runs = (
+        ("1 client, back to back", result["single_client"]),
+        ("offered load (open loop)", result["load"]),
+        ("capacity (closed loop)", result["capacity"]),
+    )
+    rows = [
+        [
+            f"{label}: {run['clients']} clients × {run['seconds']} s"
+            + (f", {run['offered_per_s']:g} req/s offered" if run["offered_per_s"] else ""),
+            f"{run['p50_ms']} / {run['p95_ms']} / {run['p99_ms']} ms",
+            f"{run['requests_per_s']} req/s",
+            str(run["errors"]),
+        ]
+        for label, run in runs
+    ]
+    cold = result["first_views"]
+    rows.append(
+        [
+            f"first views of {cold['pages']} technique pages, one at a time",
+            f"{cold['p50_ms']} / - / {cold['p99_ms']} ms",
+            "",
+            "0",
+        ]
+    )
+    print_table("Pages", ["Run", "p50 / p95 / p99", "Throughput", "Errors"], rows)
     if "build_site" in result:
         b, t = result["build_site"], result["technique_pages"]
         print_table(

@@ -258,6 +258,20 @@ def test_token_is_required_when_configured(served_home: Path) -> None:
     assert client.get("/api/v1/frameworks").status_code == 200
 
 
+def test_a_page_visited_with_the_token_sets_a_strict_http_only_cookie(served_home: Path) -> None:
+    token = "y" * 24
+    client = TestClient(create_app(Settings(served_home), token=token))
+    first = client.get(f"/?token={token}")
+    assert first.status_code == 200
+    cookie = first.headers["set-cookie"]
+    assert cookie.startswith(f"defensemap_token={token};")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert first.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/frameworks").status_code == 200
+    client.cookies.clear()
+    assert client.get("/frameworks").status_code == 401
+
+
 def test_openapi_lists_every_endpoint_with_a_summary(client: TestClient) -> None:
     spec = client.get("/api/openapi.json").json()
     paths = spec["paths"]

@@ -1,9 +1,10 @@
-"""Rendered pages are reused while the data stays the same, and never outlive it: a changed
-detection file or a re-imported store shows at once."""
+"""Rendered pages are reused while the data stays the same, and never outlive it: a
+re-imported store shows at once, a changed detection file within a second."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests.conftest import REPO
 
 from defensemap.config import Settings
 from defensemap.web.app import create_app
+from defensemap.web.context import LIBRARY_CHECK_SECONDS
 
 FIXTURE = REPO / "tests" / "fixtures" / "detections" / "cloud_cli_login.yml"
 
@@ -25,7 +27,7 @@ def content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_a_changed_library_is_served_at_once(
+def test_a_changed_library_is_served_within_a_second(
     content: Path, tmp_path: Path, loaded_store_path: Path
 ) -> None:
     home = tmp_path / "home"
@@ -48,6 +50,7 @@ def test_a_changed_library_is_served_at_once(
     (content / "two.yml").write_text(
         renamed.replace("Cloud CLI interactive login", "Second cloud CLI login")
     )
+    time.sleep(LIBRARY_CHECK_SECONDS)
     after = client.get("/api/v1/detections")
     ids = {d["id"] for d in after.json()["data"]["detections"]}
     assert "5b0f8a8e-3c1e-4d5e-9a6f-2f4b7c9d1e02" in ids
@@ -66,3 +69,25 @@ def test_security_headers_are_on_cached_responses_too(
         assert response.status_code == 200
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_re_imported_store_is_served_at_once(
+    content: Path, tmp_path: Path, loaded_store_path: Path
+) -> None:
+    from tests.conftest import MOBILE_18
+
+    from defensemap.sources.attack_stix import load_bundle
+    from defensemap.store.attack import ingest_attack
+    from defensemap.store.db import open_store
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(loaded_store_path, home / "defensemap.sqlite")
+    client = TestClient(create_app(Settings(home)))
+    assert client.get("/api/v1/techniques/T1021.007").status_code == 200
+    mobile_only = tmp_path / "mobile.sqlite"
+    store = open_store(mobile_only, write=True)
+    ingest_attack(store, [load_bundle(MOBILE_18)])
+    store.close()
+    shutil.move(mobile_only, home / "defensemap.sqlite")
+    assert client.get("/api/v1/techniques/T1021.007").status_code == 404

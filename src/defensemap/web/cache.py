@@ -9,32 +9,29 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from fastapi import Request, Response
-
 SIZE = 2048
 
 
 @dataclass(frozen=True)
 class Cached:
+    """One rendered 200 response, headers as sent (security headers included)."""
+
     body: bytes
-    status: int
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[bytes, bytes], ...]
+
+    @property
+    def etag(self) -> bytes | None:
+        return next((value for name, value in self.headers if name == b"etag"), None)
+
+    def not_modified_headers(self) -> list[tuple[bytes, bytes]]:
+        """What a 304 repeats: the validators and the security headers, never the body's."""
+        return [(n, v) for n, v in self.headers if n not in (b"content-length", b"content-type")]
 
 
 class ResponseCache:
     def __init__(self, size: int = SIZE) -> None:
         self._size = size
         self._entries: OrderedDict[tuple[str, str], Cached] = OrderedDict()
-
-    @staticmethod
-    def cacheable(request: Request) -> bool:
-        """GET pages and API documents; not static files (they have their own headers) and
-        not requests carrying a token (their response sets a cookie)."""
-        return (
-            request.method == "GET"
-            and not request.url.path.startswith("/static/")
-            and "token" not in request.query_params
-        )
 
     def get(self, url: str, state: str) -> Cached | None:
         found = self._entries.get((url, state))
@@ -47,14 +44,3 @@ class ResponseCache:
         self._entries.move_to_end((url, state))
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
-
-
-def replay(request: Request, cached: Cached) -> Response:
-    """The cached response, or a 304 when the client already holds that ETag."""
-    headers = dict(cached.headers)
-    etag = headers.get("etag")
-    if etag is not None and request.headers.get("if-none-match") == etag:
-        keep = {k: v for k, v in headers.items() if k in ("etag", "cache-control")}
-        return Response(status_code=304, headers=keep)
-    headers.pop("content-length", None)
-    return Response(cached.body, status_code=cached.status, headers=headers)

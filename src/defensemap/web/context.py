@@ -4,6 +4,7 @@ templates, the detection library, and the JSON / ETag helpers."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ from defensemap.web.urls import capability_url, object_url, result_url
 TEMPLATES = Path(__file__).parent / "templates"
 CACHE_CONTROL = "private, max-age=60, must-revalidate"
 DOCUMENT_CACHE = 512
+LIBRARY_CHECK_SECONDS = 1.0
+NO_LIBRARY = "no-library"
 
 
 class WebContext:
@@ -33,6 +36,7 @@ class WebContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._library: tuple[str, Library] | None = None
+        self._library_checked: tuple[float, str] = (-LIBRARY_CHECK_SECONDS, "")
         self._documents: dict[tuple[str, str, str, str | None], TechniqueDoc] = {}
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
@@ -59,9 +63,9 @@ class WebContext:
     def library(self) -> Library:
         """The detection library, kept in memory until a detection file changes (its files
         are stat-ed per request, not parsed); empty when there is no library."""
-        if not (content_dir() / "detections").is_dir():
+        stamp = self.library_state()
+        if stamp == NO_LIBRARY:
             return Library()
-        stamp = library_stamp()
         if self._library is None or self._library[0] != stamp:
             library = load_library(cache_dir=self.settings.home / "cache")
             self._library = (stamp, library)
@@ -88,8 +92,18 @@ class WebContext:
     def data_state(self) -> str:
         """Store and library stamps: a rendered page stays valid while both are unchanged."""
         store = self.store_stamp() if self.settings.store_path.exists() else "no-store"
-        library = library_stamp() if (content_dir() / "detections").is_dir() else "no-library"
-        return f"{store}|{library}"
+        return f"{store}|{self.library_state()}"
+
+    def library_state(self) -> str:
+        """The library's stamp, taken at most once a second: stat-ing every detection file
+        costs more than serving a kept page, and an edited file shows within that second."""
+        now = time.monotonic()
+        checked_at, stamp = self._library_checked
+        if now - checked_at >= LIBRARY_CHECK_SECONDS:
+            folder = content_dir() / "detections"
+            stamp = library_stamp([folder]) if folder.is_dir() else NO_LIBRARY
+            self._library_checked = (now, stamp)
+        return stamp
 
     def store_stamp(self) -> str:
         """Changes when an import rewrites the store: keys per-process document caches."""
