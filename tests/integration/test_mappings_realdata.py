@@ -606,3 +606,17 @@ def test_a_new_framework_version_is_added_beside_the_others(
     after = _sets(writable)
     assert {k: v for k, v in after.items() if k in before} == before
     assert set(after) - set(before) == {("kev", "01/01/2099", "15.1", "mobile-attack")}
+
+
+def test_bulk_counts_equal_the_technique_pages_row_counts(store: Store) -> None:
+    """A group page's "N mapped" per technique is what that technique's page lists,
+    including rows mapped on an id since revoked into it (T1574.002 → T1574.001 on 18.1)."""
+    from defensemap.kb.mappings import mapping_counts
+
+    idents = ["T1021.007", "T1574.001", "T1059.001", "T1003", "t1078.004", "T9999"]
+    for version in ("18.1", "16.1"):
+        counts = mapping_counts(store, idents, version, "enterprise-attack")
+        for ident in idents[:-1]:
+            blocks = technique_mappings(store, ident, attack_version=version)
+            assert counts[ident] == sum(len(b.rows) for b in blocks) > 0, (ident, version)
+        assert counts["T9999"] == 0

@@ -58,6 +58,18 @@ def test_capability_lists_every_mapped_technique(client: TestClient) -> None:
     assert main.xpath('.//a[@href="/frameworks/nist_800_53"]')
 
 
+def test_a_capability_the_newest_set_dropped_comes_from_the_newest_set_that_maps_it(
+    client: TestClient,
+) -> None:
+    """Azure's 2021 set named services Microsoft has since renamed; rev4 spells AC-2."""
+    main = page(client, "/capabilities/azure/azure_ad_multi-factor_authentication")
+    heading = main.findtext(".//h2")
+    assert "06/29/2021" in heading and "mapped on ATT&CK 8.2" in heading
+    assert main.xpath('.//a[starts-with(@href, "/techniques/T")]')
+    assert "rev4" in page(client, "/capabilities/nist_800_53/AC-2").findtext(".//h2")
+    assert "rev5" in page(client, "/capabilities/nist_800_53/AC-02").findtext(".//h2")
+
+
 def test_frameworks_and_one_framework(client: TestClient) -> None:
     main = page(client, "/frameworks")
     found = links(main)

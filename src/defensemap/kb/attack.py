@@ -452,7 +452,7 @@ def data_component_doc(found: Found) -> DataComponentDoc:
     )
     analytics = [
         a
-        for a in view.of_kind("analytic")
+        for a in view.mentioning("analytic", [obj.stix_id])
         if any(
             isinstance(s, dict) and s.get("x_mitre_data_component_ref") == obj.stix_id
             for s in a.raw.get("x_mitre_log_source_references") or []
@@ -461,7 +461,7 @@ def data_component_doc(found: Found) -> DataComponentDoc:
     analytic_ids = {a.stix_id for a in analytics}
     strategies = [
         s
-        for s in view.of_kind("detection-strategy")
+        for s in view.mentioning("detection-strategy", sorted(analytic_ids))
         if analytic_ids.intersection(_strings(s.raw.get("x_mitre_analytic_refs")))
     ]
     seen = {t.ref.stix_id for t in techniques}

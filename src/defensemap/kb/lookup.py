@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from defensemap.errors import InputError, NotFoundError, StoreError
@@ -88,6 +89,12 @@ class ReleaseView:
         if active_only:
             found = [r for r in found if not r.revoked and not r.deprecated]
         return found
+
+    def mentioning(self, kind: str, needles: Sequence[str]) -> list[AttackObject]:
+        """Objects of ``kind`` whose properties may reference one of ``needles``."""
+        objs = attack_store.objects_mentioning(self.store, self.release.id, kind, needles)
+        self._cache.update((o.stix_id, o) for o in objs)
+        return objs
 
     def of_kind(self, kind: str) -> list[AttackObject]:
         objs = attack_store.objects_of_kind(self.store, self.release.id, kind)

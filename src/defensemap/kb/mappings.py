@@ -8,6 +8,7 @@ so), flagged where deprecated or gone. Rows always say which version they were m
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from defensemap.errors import DefensemapError, InputError, NotFoundError, StoreError
@@ -28,6 +29,7 @@ from defensemap.model.mappings import (
     framework_label,
     mapping_type_label,
 )
+from defensemap.store import attack as attack_store
 from defensemap.store import mappings as mapping_store
 from defensemap.store.db import Store
 
@@ -109,10 +111,13 @@ def select_sets(
         raise NotFoundError(
             f"no mapping set matches {wanted}", hint=f"loaded: {'; '.join(available)}"
         )
-    if all_versions:
-        return chosen
+    return chosen if all_versions else newest_sets(chosen)
+
+
+def newest_sets(sets: list[MappingSet]) -> list[MappingSet]:
+    """The newest set of each framework and domain (ATT&CK version, then update)."""
     newest: dict[tuple[str, str], MappingSet] = {}
-    for item in chosen:
+    for item in sets:
         key = (item.info.framework, item.info.domain)
         if key not in newest or _newness(item) > _newness(newest[key]):
             newest[key] = item
@@ -125,44 +130,52 @@ def select_sets(
 
 
 class AttackResolver:
-    """Resolves mapped ATT&CK ids against one release, loading its techniques once."""
+    """Resolves mapped ATT&CK ids against one release, asking the store per distinct id: a
+    page resolves tens of ids, and loading every technique first cost 50 ms a page."""
 
     def __init__(self, store: Store, release: Release | None) -> None:
         self.release = release
-        self._by_id: dict[str, AttackObject] = {}
-        self._by_stix: dict[str, AttackObject] = {}
-        self._revoked_by: dict[str, str] = {}
-        if release is not None:
-            view = ReleaseView(store, release)
-            for obj in view.of_kind("technique"):
-                self._by_stix[obj.stix_id] = obj
-                if obj.attack_id:
-                    current = self._by_id.get(obj.attack_id.upper())
-                    if current is None or (current.revoked and not obj.revoked):
-                        self._by_id[obj.attack_id.upper()] = obj
-            for rel in view.rels(relationship_type="revoked-by", active_only=False):
-                self._revoked_by[rel.source_ref] = rel.target_ref
+        self._view = ReleaseView(store, release) if release is not None else None
+        self._techniques: dict[str, AttackObject | None] = {}
 
     def resolve(self, attack_id: str | None, name: str | None) -> AttackResolution:
         version = self.release.version if self.release else None
-        if self.release is None or not attack_id:
+        if self._view is None or not attack_id:
             return AttackResolution(attack_id, name, attack_id, name, "unchecked", version)
-        obj = self._by_id.get(attack_id.upper())
+        obj = self._technique(attack_id.upper())
         if obj is None:
             return AttackResolution(attack_id, name, None, None, "missing", version)
         if obj.revoked:
-            target = self._follow(obj)
+            target = self._follow(self._view, obj)
             current = (target.attack_id, target.name) if target else (None, None)
             return AttackResolution(attack_id, name, *current, "revoked", version)
         status = "deprecated" if obj.deprecated else "current"
         return AttackResolution(attack_id, name, obj.attack_id, obj.name, status, version)
 
-    def _follow(self, obj: AttackObject) -> AttackObject | None:
+    def _technique(self, attack_id: str) -> AttackObject | None:
+        """The technique with this id; a current one wins over a revoked one of the same id."""
+        if attack_id not in self._techniques and self._view is not None:
+            found = [
+                o
+                for o in attack_store.find_by_attack_id(
+                    self._view.store, attack_id, self._view.release.id
+                )
+                if o.kind == "technique"
+            ]
+            found.sort(key=lambda o: o.revoked)
+            self._techniques[attack_id] = found[0] if found else None
+        return self._techniques.get(attack_id)
+
+    @staticmethod
+    def _follow(view: ReleaseView, obj: AttackObject) -> AttackObject | None:
         current: AttackObject | None = obj
         for _ in range(10):
             if current is None or not current.revoked:
                 return current
-            current = self._by_stix.get(self._revoked_by.get(current.stix_id, ""))
+            links = view.rels(
+                source=current.stix_id, relationship_type="revoked-by", active_only=False
+            )
+            current = view.get(links[0].target_ref) if links else None
         return None
 
 
@@ -319,6 +332,31 @@ def technique_mappings_or_empty(
         return []
 
 
+def mapping_counts(
+    store: Store, idents: Sequence[str], attack_version: str | None, domain: str
+) -> dict[str, int]:
+    """Mapped rows per technique, counted as `technique_mappings` shows them, in one query
+    over the newest sets: a group page shows this for each of its tens of techniques."""
+    counts = dict.fromkeys(idents, 0)
+    try:
+        sets = select_sets(store, domain=domain)
+    except (StoreError, NotFoundError):
+        return counts
+    owners: dict[str, list[str]] = defaultdict(list)
+    for ident in idents:
+        try:
+            found: Found | None = find_object(store, ident, ("technique",), attack_version, domain)
+        except (NotFoundError, StoreError):
+            found = None
+        for alias in _TechniqueResolution(found, ident).ids:
+            owners[alias].append(ident)
+    found_rows = mapping_store.row_counts(store, [s.id for s in sets], sorted(owners), NON_MAPPABLE)
+    for attack_id, n in found_rows.items():
+        for ident in owners.get(attack_id.upper(), []):
+            counts[ident] += n
+    return counts
+
+
 @dataclass(frozen=True)
 class CapabilityTypeGroup:
     mapping_type: str
@@ -350,12 +388,21 @@ def capability(
     mapped_on: str | None = None,
     attack_version: str | None = None,
 ) -> list[CapabilityDoc]:
-    """The capability and every technique it maps to, per mapping type, in each chosen set."""
-    sets = select_sets(
-        store, framework=framework, framework_version=framework_version, mapped_on=mapped_on
+    """The capability and every technique it maps to, per mapping type, in each chosen set.
+
+    A capability the newest set of its framework dropped (older Azure and AWS sets name
+    services since retired or renamed) is answered from the newest set that still maps it."""
+    chosen = select_sets(
+        store,
+        framework=framework,
+        framework_version=framework_version,
+        mapped_on=mapped_on,
+        all_versions=True,
     )
     mentioned = set(mapping_store.capability_sets(store, capability_id.strip()))
-    sets = [s for s in sets if s.id in mentioned]
+    sets = [s for s in newest_sets(chosen) if s.id in mentioned]
+    if not sets:
+        sets = newest_sets([s for s in chosen if s.id in mentioned])
     if not sets:
         raise NotFoundError(
             f"no capability {capability_id!r}{' in ' + framework if framework else ''}",

@@ -243,6 +243,26 @@ def objects_of_kind(store: Store, release_id: int, kind: str) -> list[AttackObje
     return [_to_object(row) for row in rows]
 
 
+def objects_mentioning(
+    store: Store, release_id: int, kind: str, needles: Sequence[str]
+) -> list[AttackObject]:
+    """Objects of ``kind`` whose raw JSON contains any of ``needles`` (a cheap filter for
+    references held inside object properties; callers check the property itself)."""
+    found: list[AttackObject] = []
+    for start in range(0, len(needles), 200):
+        chunk = list(needles[start : start + 200])
+        if not chunk:
+            continue
+        where = " OR ".join("instr(raw, ?) > 0" for _ in chunk)
+        rows = store.conn.execute(
+            f"SELECT {_OBJECT_COLUMNS} FROM attack_object"
+            f" WHERE release_id = ? AND kind = ? AND ({where})",
+            (release_id, kind, *chunk),
+        ).fetchall()
+        found += [_to_object(row) for row in rows]
+    return list({o.stix_id: o for o in found}.values())
+
+
 def relationships(
     store: Store,
     release_id: int,

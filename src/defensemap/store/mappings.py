@@ -251,6 +251,23 @@ def rows_for(
     return [(row["set_id"], _to_row(row)) for row in rows]
 
 
+def row_counts(
+    store: Store, set_ids: Sequence[int], attack_ids: Sequence[str], skip_type: str
+) -> dict[str, int]:
+    """Rows per ATT&CK id in the given sets, leaving out rows of ``skip_type`` that name no
+    capability (non-mappable markers)."""
+    if not set_ids or not attack_ids:
+        return {}
+    rows = store.conn.execute(
+        "SELECT attack_object_id, count(*) FROM mapping"
+        f" WHERE {_where_in('set_id', set_ids)} AND {_where_in('attack_object_id', attack_ids)}"
+        " AND NOT (mapping_type = ? AND coalesce(capability_id, '') = '')"
+        " GROUP BY attack_object_id",
+        [*set_ids, *attack_ids, skip_type],
+    ).fetchall()
+    return {str(ident): int(n) for ident, n in rows}
+
+
 @dataclass(frozen=True)
 class SetCounts:
     capabilities: int

@@ -123,18 +123,15 @@ class TechniqueCounts:
 
 
 def technique_counts(
-    store: Store, library: Library, used: list[Related], attack_version: str | None
+    store: Store, library: Library, used: list[Related], attack_version: str | None, domain: str
 ) -> dict[str, TechniqueCounts]:
-    from defensemap.kb.mappings import technique_mappings_or_empty
+    """Detections and mapped capabilities for each technique a group, software or campaign
+    uses (one mappings query for all of them)."""
+    from defensemap.kb.mappings import mapping_counts
 
-    counts = {}
-    for item in used:
-        ident = item.ref.id or ""
-        blocks = technique_mappings_or_empty(store, ident, attack_version, "enterprise-attack")
-        counts[ident] = TechniqueCounts(
-            len(library.for_technique(ident)), sum(len(b.rows) for b in blocks)
-        )
-    return counts
+    idents = [item.ref.id or "" for item in used]
+    mapped = mapping_counts(store, idents, attack_version, domain)
+    return {i: TechniqueCounts(len(library.for_technique(i)), mapped[i]) for i in idents}
 
 
 def _object_page(kind: str) -> Callable[..., Response]:
@@ -144,7 +141,9 @@ def _object_page(kind: str) -> Callable[..., Response]:
             doc = describe_document(store, kind, ident, attack_version)
             versions = _versions(store, doc.common.domain)
             counts = (
-                technique_counts(store, context.library(), doc.techniques, attack_version)
+                technique_counts(
+                    store, context.library(), doc.techniques, attack_version, doc.common.domain
+                )
                 if kind in {"group", "software", "campaign"}
                 else {}
             )
