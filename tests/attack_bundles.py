@@ -90,7 +90,10 @@ def small_objects(label: str = "") -> list[dict[str, Any]]:
             "id": SUBTECHNIQUE_ID,
             **common,
             "name": f"Remote Desktop Protocol{label}",
-            "description": "Adversaries may use valid accounts to log into a computer using RDP.",
+            "description": (
+                "Adversaries may use valid accounts to log into a computer using RDP, a kind"
+                " of [Remote Services](https://attack.mitre.org/techniques/T1021)."
+            ),
             "kill_chain_phases": copy.deepcopy(phase),
             "external_references": [_ref("T1021.001", "techniques")],
             "x_mitre_platforms": ["Windows"],

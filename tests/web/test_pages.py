@@ -92,7 +92,9 @@ def test_group_lists_techniques_with_procedures_and_coverage(client: TestClient)
     assert re.fullmatch(r"\d+ detections? \d+ mapped", counts), counts
     assert int(counts.split()[-2]) > 0, "NIST and others map T1021.007"
     description = main.xpath('.//div[@class="prose"]')[0]
-    assert description.xpath(".//a[starts-with(@href, 'https://attack.mitre.org/')]")
+    local = description.xpath(".//a[starts-with(@href, '/')]/@href")
+    assert local and all(client.get(href).status_code == 200 for href in local)
+    assert not description.xpath(".//a[contains(@href, 'attack.mitre.org/groups/')]")
     assert main.xpath('.//ol[@class="references"]/li')
 
 
@@ -206,3 +208,14 @@ def test_unknown_ids_are_404_pages(client: TestClient, url: str) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
     assert "Not found" in response.text
+
+
+def test_a_capability_id_holding_a_slash_has_its_page(client: TestClient) -> None:
+    """VERIS names such as ``action.malware.variety.Spyware/Keylogger`` keep the slash."""
+    url = "/capabilities/veris/action.malware.variety.Spyware%2FKeylogger"
+    main = page(client, url)
+    assert "Spyware/Keylogger" in main.findtext(".//h1")
+    assert client.get("/api/v1" + url).json()["data"][0]["capability_id"] == (
+        "action.malware.variety.Spyware/Keylogger"
+    )
+    assert page(client, "/capabilities/nist_800_53/IA-05/").findtext(".//h1").startswith("IA-05")

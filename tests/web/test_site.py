@@ -50,6 +50,7 @@ def test_build_site_writes_every_page_under_its_path(small_home: Path, tmp_path:
     assert 'href="https://docs.example/dm/static/style.css"' in html
     assert '<script src="https://docs.example/dm/static/static-search.js" defer>' in html
     assert 'href="/' not in html  # every link is under the base URL
+    assert '<a href="https://docs.example/dm/techniques/T1021">Remote Services</a>' in html
     assert (out / "techniques" / "T1021" / "index.html").is_file()
     assert (out / "index.html").is_file()
     assert (out / "static" / "style.css").is_file()

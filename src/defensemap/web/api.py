@@ -186,7 +186,7 @@ def mappings(
     return _ok(request, "mappings", data)
 
 
-@router.get("/capabilities/{framework}/{capability_id}", summary="A mapped capability")
+@router.get("/capabilities/{framework}/{capability_id:path}", summary="A mapped capability")
 def capability(
     request: Request,
     framework: FrameworkName,
@@ -201,7 +201,7 @@ def capability(
     with web(request).store() as store:
         docs = find(
             store,
-            capability_id,
+            capability_id.rstrip("/"),  # VERIS ids hold "/"; a trailing one is not the id
             framework=framework,
             framework_version=framework_version,
             mapped_on=mapped_on,

@@ -12,7 +12,9 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
+from markupsafe import Markup
 
 from defensemap.config import Settings
 from defensemap.errors import StoreError
@@ -44,7 +46,7 @@ class WebContext:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["markdown"] = render_markdown
+        self.templates.filters["markdown"] = _markdown
         self.templates.filters["result_url"] = result_url
         self.templates.globals["object_url"] = object_url
         self.templates.globals["capability_url"] = capability_url
@@ -113,6 +115,12 @@ class WebContext:
     def page(self, request: Request, template: str, status: int = 200, **values: Any) -> Response:
         html = self.templates.get_template(template).render(request=request, **values)
         return cached(request, html.encode("utf-8"), "text/html; charset=utf-8", status)
+
+
+@pass_context
+def _markdown(context: Context, text: str | None) -> Markup:
+    """The ``markdown`` filter: ATT&CK links point at this site (``base_url`` included)."""
+    return render_markdown(text, context.get("base_url", ""))
 
 
 def web(request: Request) -> WebContext:

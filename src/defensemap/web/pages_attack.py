@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 import yaml
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup
 
 from defensemap.errors import NotFoundError
@@ -73,10 +75,10 @@ def safe_link(url: str | None) -> str | None:
 
 
 @lru_cache(maxsize=16384)
-def cited_markdown(text: str | None) -> Markup:
+def cited_markdown(text: str | None, base_url: str = "") -> Markup:
     """ATT&CK prose as safe HTML, each ``[n]`` citation linked to reference ``n`` below.
     ATT&CK's inline ``<code>`` tags become code spans first (raw HTML is off)."""
-    html = str(render_markdown(_CODE_TAG.sub("`", text or "")))
+    html = str(render_markdown(_CODE_TAG.sub("`", text or ""), base_url))
     parts = _TAG_OR_TEXT.split(html)
     for index in range(0, len(parts), 2):  # text between tags only, never inside a tag
         parts[index] = _CITATION.sub(r'<sup><a href="#ref-\1">[\1]</a></sup>', parts[index])
@@ -84,9 +86,19 @@ def cited_markdown(text: str | None) -> Markup:
 
 
 @lru_cache(maxsize=16384)
-def cached_markdown(text: str | None) -> Markup:
+def cached_markdown(text: str | None, base_url: str = "") -> Markup:
     """The ``markdown`` filter, memoised: ATT&CK and mapping prose repeats on every view."""
-    return render_markdown(text)
+    return render_markdown(text, base_url)
+
+
+@pass_context
+def _cite(context: Context, text: str | None) -> Markup:
+    return cited_markdown(text, context.get("base_url", ""))
+
+
+@pass_context
+def _md(context: Context, text: str | None) -> Markup:
+    return cached_markdown(text, context.get("base_url", ""))
 
 
 def _yaml(data: Any) -> str:
@@ -102,8 +114,8 @@ def _shown_path(path: str) -> str:
 
 
 HELPERS: dict[str, Any] = {
-    "cite": cited_markdown,
-    "md": cached_markdown,
+    "cite": _cite,
+    "md": _md,
     "safe_link": safe_link,
     "shown_path": _shown_path,
 }

@@ -52,7 +52,7 @@ def _versions(store: Store, domain: str) -> list[str]:
 # --- Mappings Explorer views ------------------------------------------------------------------
 
 
-@router.get("/capabilities/{framework}/{capability_id}")
+@router.get("/capabilities/{framework}/{capability_id:path}")
 def capability_page(
     request: Request,
     framework: FrameworkName,
@@ -68,7 +68,7 @@ def capability_page(
     with context.store() as store:
         docs = capability(
             store,
-            capability_id,
+            capability_id.rstrip("/"),  # VERIS ids hold "/"; a trailing one is not the id
             framework=framework,
             framework_version=framework_version,
             mapped_on=mapped_on,
