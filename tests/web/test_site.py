@@ -126,3 +126,28 @@ def test_site_lists_every_enterprise_technique_and_capability(loaded_store_path:
     assert "/groups/G0016" in urls
     cap = next(e for e in entries if e.url == "/capabilities/nist_800_53/IA-05")
     assert cap.indexed()["framework"] == "nist_800_53"
+
+
+def test_a_site_of_an_older_release_without_forms_a_static_host_cannot_answer(
+    small_home: Path, tmp_path: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    older = write_bundle(tmp_path / "enterprise-attack-16.1.json", small_bundle(" (old)"))
+    assert cli("import", "attack", str(older)).exit_code == 0
+    out = tmp_path / "site"
+    result = cli("build-site", str(out), "--attack-version", "16.1", "--jobs", "1")
+    assert result.exit_code == 0, result.stderr
+    html = (out / "techniques" / "T1021.001" / "index.html").read_text(encoding="utf-8")
+    assert "Remote Desktop Protocol (old)" in html
+    assert "This site shows ATT&amp;CK 16.1. Other loaded releases (18.1)" in html
+    assert "?attack_version=" not in html and "<select" not in html
+    for listing in ("coverage", "diff", "detections"):
+        page = (out / listing / "index.html").read_text(encoding="utf-8")
+        assert "needs the live server" in page, listing
+        assert '<form class="filters"' not in page, listing
+    index = orjson.loads((out / "static" / "search-index.json").read_bytes())["entries"]
+    assert {"id": "T1021.001", "name": "Remote Desktop Protocol (old)", "kind": "technique"} in (
+        index
+    )
+    refused = cli("build-site", str(out), "--attack-version", "9.9")
+    assert refused.exit_code != 0 and "9.9" in refused.stderr
+    assert (out / "techniques" / "T1021.001" / "index.html").is_file(), "nothing was deleted"

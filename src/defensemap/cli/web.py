@@ -63,6 +63,12 @@ def build_site(
             "--base-url", help="Prefix of every link, e.g. https://docs.example/defensemap."
         ),
     ] = "",
+    attack_version: Annotated[
+        str | None,
+        typer.Option(
+            "--attack-version", help="ATT&CK release the site shows (default: newest loaded)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option("--jobs", min=1, max=32, help="Render processes (default: CPUs, ≤ 4)."),
@@ -83,6 +89,7 @@ def build_site(
             settings(),
             out,
             base_url,
+            attack_version=attack_version,
             jobs=jobs,
             on_plan=lambda total: bar.update(task, total=total),
             advance=lambda done: bar.advance(task, done),

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import orjson
 from fastapi import FastAPI
 from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from defensemap.config import Settings
 from defensemap.errors import ExportError, InputError
@@ -79,10 +80,12 @@ class SiteReport:
 # --- what to render --------------------------------------------------------------------------
 
 
-def site_entries(store: Store, library: Library) -> list[Entry]:
+def site_entries(
+    store: Store, library: Library, attack_version: str | None = None
+) -> list[Entry]:
     """Every page the store and library have content for, sorted by URL."""
     entries = [Entry(url) for url in TOP_PAGES]
-    entries += _attack_entries(store)
+    entries += _attack_entries(store, attack_version)
     entries += _mapping_entries(store)
     entries += [
         Entry(
@@ -101,12 +104,13 @@ def site_entries(store: Store, library: Library) -> list[Entry]:
     return [unique[url] for url in sorted(unique)]
 
 
-def _attack_entries(store: Store) -> Iterator[Entry]:
-    """Objects of the newest enterprise release (sub-techniques included; not revoked ones)."""
+def _attack_entries(store: Store, attack_version: str | None) -> Iterator[Entry]:
+    """Objects of the chosen (default: newest) enterprise release, sub-techniques included,
+    revoked ones left out."""
     releases = [r for r in attack_store.list_releases(store) if r.domain == "enterprise-attack"]
     if not releases:
         return
-    release = select_releases(store, None, "enterprise")[0]
+    release = select_releases(store, attack_version, "enterprise")[0]
     for kind in ATTACK_KINDS:
         for obj in attack_store.objects_of_kind(store, release.id, kind):
             if obj.attack_id and not obj.revoked:
@@ -163,24 +167,42 @@ def page_file(out: Path, url: str) -> Path:
 
 
 class StaticSiteContext(WebContext):
-    """The page context of the static site: every link prefixed with ``base_url`` and the
-    static search script loaded (``static_site``)."""
+    """The page context of the static site: every link prefixed with ``base_url``, the
+    static search script loaded, and forms that need a server replaced by a note
+    (``static_site``)."""
 
-    def __init__(self, settings: Settings, base_url: str) -> None:
+    def __init__(self, settings: Settings, base_url: str, attack_version: str | None) -> None:
         super().__init__(settings)
-        self.templates.globals.update(base_url=base_url, static_site=True)
+        self.templates.globals.update(
+            base_url=base_url, static_site=True, site_attack_version=attack_version
+        )
 
 
-def static_app(settings: Settings, base_url: str) -> FastAPI:
+def static_app(settings: Settings, base_url: str, attack_version: str | None = None) -> FastAPI:
     app = create_app(settings)
-    app.state.web = StaticSiteContext(settings, base_url)
+    app.state.web = StaticSiteContext(settings, base_url, attack_version)
     return app
+
+
+class PinnedVersion:
+    """Every request of a static build asks for one ATT&CK release, as ``?attack_version=``
+    does on the server: a static host cannot answer a query string."""
+
+    def __init__(self, app: ASGIApp, attack_version: str) -> None:
+        self.app = app
+        self.pin = b"attack_version=" + quote(attack_version).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            scope = {**scope, "query_string": query + b"&" + self.pin if query else self.pin}
+        await self.app(scope, receive, send)
 
 
 _worker: dict[str, object] = {}
 
 
-def _start_worker(home: str, base_url: str, out: str) -> None:
+def _start_worker(home: str, base_url: str, out: str, attack_version: str | None) -> None:
     """One app per render process. pySigma's per-rule warnings are not repeated on the
     console: each page already shows its conversion notes."""
     import warnings
@@ -189,9 +211,10 @@ def _start_worker(home: str, base_url: str, out: str) -> None:
 
     warnings.filterwarnings("ignore", module=r"sigma\.")
 
-    _worker["client"] = TestClient(
-        static_app(Settings(Path(home)), base_url), raise_server_exceptions=False
-    )
+    app: ASGIApp = static_app(Settings(Path(home)), base_url, attack_version)
+    if attack_version:
+        app = PinnedVersion(app, attack_version)
+    _worker["client"] = TestClient(app, raise_server_exceptions=False)
     _worker["out"] = Path(out)
 
 
@@ -228,9 +251,10 @@ def render_pages(
     base_url: str,
     jobs: int,
     advance: Callable[[int], None],
+    attack_version: str | None = None,
 ) -> list[tuple[str, int]]:
     """Render ``urls`` over ``jobs`` processes; each worker holds one app and test client."""
-    args = (str(settings.home), base_url, str(out))
+    args = (str(settings.home), base_url, str(out), attack_version)
     chunks = _chunks(urls, jobs)
     statuses: list[tuple[str, int]] = []
     if jobs == 1:
@@ -270,11 +294,13 @@ def write_static(out: Path, index: list[dict[str, str]]) -> None:
     (out / INDEX_FILE).write_bytes(body + b"\n")
 
 
-def plan_site(settings: Settings, base_url: str) -> tuple[list[Entry], list[str]]:
+def plan_site(
+    settings: Settings, base_url: str, attack_version: str | None = None
+) -> tuple[list[Entry], list[str]]:
     """The entries to render (those a route answers) and the URLs left out for want of one."""
-    context = StaticSiteContext(settings, base_url)
+    context = StaticSiteContext(settings, base_url, attack_version)
     with context.store() as store:
-        entries = site_entries(store, context.library())
+        entries = site_entries(store, context.library(), attack_version)
     return routed(static_app(settings, base_url), entries)
 
 
@@ -283,6 +309,7 @@ def build_site(
     out: Path,
     base_url: str = "",
     *,
+    attack_version: str | None = None,
     jobs: int | None = None,
     on_plan: Callable[[int], None] = lambda total: None,
     advance: Callable[[int], None] = lambda done: None,
@@ -290,12 +317,14 @@ def build_site(
     """Render every page into ``out``; pages that answer 404 (no such object) or 503 (that
     data is not loaded) are left out and listed, any other failure stops the build."""
     base_url = base_url.rstrip("/")
-    entries, absent = plan_site(settings, base_url)
+    entries, absent = plan_site(settings, base_url, attack_version)
     prepare_out(out)
     urls = [e.url for e in entries] + [NOT_FOUND_PAGE]
     on_plan(len(urls))
     workers = jobs or min(4, len(os.sched_getaffinity(0)))
-    statuses = dict(render_pages(settings, out, urls, base_url, workers, advance))
+    statuses = dict(
+        render_pages(settings, out, urls, base_url, workers, advance, attack_version)
+    )
     failed = [f"{url} ({code})" for url, code in statuses.items() if code not in {200, *LEFT_OUT}]
     if failed:
         raise ExportError(f"{len(failed)} pages failed to render: {', '.join(failed[:5])}")
