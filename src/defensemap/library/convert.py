@@ -29,14 +29,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Literal
 
+from sigma.backends.elasticsearch.elasticsearch_esql import ESQLBackend
 from sigma.backends.kusto.kusto import KustoBackend
+from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionOR
+from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaError
 from sigma.plugins import InstalledSigmaPlugins
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline, QueryPostprocessingItem
 from sigma.processing.postprocessing import QueryPostprocessingTransformation
 from sigma.processing.transformations import FieldMappingTransformation, SetStateTransformation
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
-from sigma.types import Placeholder, SigmaRegularExpression, SigmaString
+from sigma.types import Placeholder, SigmaCasedString, SigmaRegularExpression, SigmaString
 
 from defensemap.catalog import load_catalog
 from defensemap.engine.sigma.pipelines import sysmon_pipeline
@@ -146,7 +149,50 @@ class _KustoBackend(KustoBackend):
         return "['" + field_name.replace("'", "\\'") + "']"
 
 
-@cache
+class _EsqlBackend(ESQLBackend):
+    """The ES|QL backend matching text regardless of case, as Sigma does. ES|QL's ``==``,
+    ``in``, ``like``, ``starts_with`` and ``ends_with`` compare case-sensitively (Elastic's
+    ES|QL reference on LIKE), so the stock output's ``like "*MiniDump*"`` misses
+    ``minidump``: the field is lower-cased with ``to_lower`` and so is the value. (The stock
+    backend refuses ``|cased`` values; regular expressions are left as written.)"""
+
+    def convert_value_str(self, s: SigmaString, state: ConversionState) -> str:
+        converted: str = super().convert_value_str(s.lower(), state)
+        return converted
+
+    def convert_condition_field_eq_val_str(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> Any:
+        text = super().convert_condition_field_eq_val_str(cond, state)
+        return self._lowered(text, cond.field) if isinstance(text, str) else text
+
+    def convert_condition_as_in_expression(
+        self, cond: ConditionOR | ConditionAND, state: ConversionState
+    ) -> Any:
+        text = super().convert_condition_as_in_expression(cond, state)
+        first = cond.args[0]  # an in-expression is one field's plain values
+        if isinstance(text, str) and isinstance(first, ConditionFieldEqualsValueExpression):
+            return self._lowered(text, first.field)
+        return text
+
+    def decide_convert_condition_as_in_expression(
+        self, cond: ConditionOR | ConditionAND, state: ConversionState
+    ) -> bool:
+        """A list holding a ``|cased`` value goes item by item, where it is refused, rather
+        than into an ``in`` list that would lower-case it."""
+        if any(isinstance(getattr(a, "value", None), SigmaCasedString) for a in cond.args):
+            return False
+        decided: bool = super().decide_convert_condition_as_in_expression(cond, state)
+        return decided
+
+    def _lowered(self, text: str, field: str | None) -> str:
+        """``text`` with its first reference to ``field`` wrapped in ``to_lower``."""
+        if field is None:
+            return text
+        quoted = self.escape_and_quote_field(field)
+        return text.replace(quoted, f"to_lower({quoted})", 1)
+
+
 @cache
 def _plugins() -> InstalledSigmaPlugins:
     """The installed backends and pipelines (discovery is slow: once per process)."""
@@ -389,7 +435,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _backend(target: str, pipeline: ProcessingPipeline | None) -> Any:
-    backend: Any = _KustoBackend if target == "kusto" else _plugins().backends[BACKENDS[target]]
+    own: dict[str, Any] = {"kusto": _KustoBackend, "elastic-esql": _EsqlBackend}
+    backend: Any = own.get(target) or _plugins().backends[BACKENDS[target]]
     return backend(processing_pipeline=pipeline)
 
 

@@ -80,9 +80,7 @@ class SiteReport:
 # --- what to render --------------------------------------------------------------------------
 
 
-def site_entries(
-    store: Store, library: Library, attack_version: str | None = None
-) -> list[Entry]:
+def site_entries(store: Store, library: Library, attack_version: str | None = None) -> list[Entry]:
     """Every page the store and library have content for, sorted by URL."""
     entries = [Entry(url) for url in TOP_PAGES]
     entries += _attack_entries(store, attack_version)
@@ -322,9 +320,7 @@ def build_site(
     urls = [e.url for e in entries] + [NOT_FOUND_PAGE]
     on_plan(len(urls))
     workers = jobs or min(4, len(os.sched_getaffinity(0)))
-    statuses = dict(
-        render_pages(settings, out, urls, base_url, workers, advance, attack_version)
-    )
+    statuses = dict(render_pages(settings, out, urls, base_url, workers, advance, attack_version))
     failed = [f"{url} ({code})" for url, code in statuses.items() if code not in {200, *LEFT_OUT}]
     if failed:
         raise ExportError(f"{len(failed)} pages failed to render: {', '.join(failed[:5])}")

@@ -44,8 +44,8 @@ FIXTURE_FRAGMENTS = {
     ],
     "elastic-esql": [
         "from * metadata _id, _index, _version | where",
-        'ends_with(process.executable.caseless, "\\\\az.cmd")',
-        'process.command_line like "* login*"',
+        'ends_with(to_lower(process.executable.caseless), "\\\\az.cmd")',
+        'to_lower(process.command_line) like "* login*"',
     ],
     "elastic-lucene": [
         "process.executable.caseless:(*\\\\az.cmd",
@@ -100,6 +100,36 @@ def test_conversions_do_not_leak_pipeline_changes_between_targets() -> None:
         convert(sigma, target)
     assert sigma == before
     assert convert(sigma, "kusto") == first
+
+
+def test_esql_compares_text_regardless_of_case_as_sigma_does() -> None:
+    """ES|QL's like / starts_with / ends_with / == / in are case-sensitive; Sigma is not."""
+    sigma = fixture_sigma()
+    sigma["detection"] = {
+        "dump": {"CommandLine|contains": "MiniDump"},
+        "tool": {"Image": ["C:\\Tools\\ProcDump.exe", "C:\\Tools\\PD64.exe"]},
+        "shape": {"CommandLine|re": "Mini[D]ump"},
+        "condition": "dump or tool or shape",
+    }
+    query = convert(sigma, "elastic-esql").query or ""
+    assert 'to_lower(process.command_line) like "*minidump*"' in query
+    assert (
+        'to_lower(process.executable.caseless) in ("c:\\\\tools\\\\procdump.exe", '
+        '"c:\\\\tools\\\\pd64.exe")'
+    ) in query
+    assert 'process.command_line rlike "Mini[D]ump"' in query
+
+
+@pytest.mark.parametrize(
+    "cased",
+    [{"CommandLine|contains|cased": "Sekurlsa::"}, {"Image|cased": ["C:\\A.exe", "C:\\B.exe"]}],
+)
+def test_esql_refuses_case_sensitive_values_alone_or_in_a_list(cased: dict[str, Any]) -> None:
+    sigma = fixture_sigma()
+    sigma["detection"] = {"cased": cased, "condition": "cased"}
+    result = convert(sigma, "elastic-esql")
+    assert result.status == "refused" and result.query is None
+    assert "Case-sensitive string matching is not supported" in result.notes[0]
 
 
 def test_unmapped_windows_field_makes_elastic_approximate_and_names_it() -> None:
