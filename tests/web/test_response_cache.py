@@ -27,13 +27,17 @@ def content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_a_changed_library_is_served_within_a_second(
-    content: Path, tmp_path: Path, loaded_store_path: Path
-) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(loaded_store_path, home / "defensemap.sqlite")
-    client = TestClient(create_app(Settings(home)))
+@pytest.fixture
+def copied_home(tmp_path: Path, loaded_store_path: Path) -> Path:
+    """A data home holding a copy of the session store."""
+    path = tmp_path / "home"
+    path.mkdir()
+    shutil.copy(loaded_store_path, path / "defensemap.sqlite")
+    return path
+
+
+def test_a_changed_library_is_served_within_a_second(content: Path, copied_home: Path) -> None:
+    client = TestClient(create_app(Settings(copied_home)))
     first = client.get("/api/v1/detections")
     again = client.get("/api/v1/detections")
     assert first.status_code == again.status_code == 200
@@ -57,13 +61,8 @@ def test_a_changed_library_is_served_within_a_second(
     assert after.headers["etag"] != first.headers["etag"]
 
 
-def test_security_headers_are_on_cached_responses_too(
-    content: Path, tmp_path: Path, loaded_store_path: Path
-) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(loaded_store_path, home / "defensemap.sqlite")
-    client = TestClient(create_app(Settings(home)))
+def test_security_headers_are_on_cached_responses_too(content: Path, copied_home: Path) -> None:
+    client = TestClient(create_app(Settings(copied_home)))
     for _ in range(2):
         response = client.get("/")
         assert response.status_code == 200
@@ -72,7 +71,7 @@ def test_security_headers_are_on_cached_responses_too(
 
 
 def test_a_re_imported_store_is_served_at_once(
-    content: Path, tmp_path: Path, loaded_store_path: Path
+    content: Path, copied_home: Path, tmp_path: Path
 ) -> None:
     from tests.conftest import MOBILE_18
 
@@ -80,14 +79,11 @@ def test_a_re_imported_store_is_served_at_once(
     from defensemap.store.attack import ingest_attack
     from defensemap.store.db import open_store
 
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(loaded_store_path, home / "defensemap.sqlite")
-    client = TestClient(create_app(Settings(home)))
+    client = TestClient(create_app(Settings(copied_home)))
     assert client.get("/api/v1/techniques/T1021.007").status_code == 200
     mobile_only = tmp_path / "mobile.sqlite"
     store = open_store(mobile_only, write=True)
     ingest_attack(store, [load_bundle(MOBILE_18)])
     store.close()
-    shutil.move(mobile_only, home / "defensemap.sqlite")
+    shutil.move(mobile_only, copied_home / "defensemap.sqlite")
     assert client.get("/api/v1/techniques/T1021.007").status_code == 404
