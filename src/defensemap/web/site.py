@@ -6,18 +6,20 @@ rendered, so the site grows with the app's routes without changes here."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import orjson
 from fastapi import FastAPI
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from defensemap.config import Settings
 from defensemap.errors import ExportError, InputError
@@ -47,6 +49,7 @@ ATTACK_KINDS = (
     "detection-strategy",
 )
 NOT_FOUND_PAGE = "/__not-found__"
+REDIRECTS = {301, 302, 303, 307, 308}
 LEFT_OUT = {404, 503}  # no such object / that data is not loaded: no page, no error
 CHUNK = 32
 
@@ -197,7 +200,15 @@ class PinnedVersion:
         await self.app(scope, receive, send)
 
 
-_worker: dict[str, object] = {}
+@dataclass
+class _Worker:
+    """What one render process holds: the app (pinned to a release if asked) and the output."""
+
+    app: ASGIApp
+    out: Path
+
+
+_worker: list[_Worker] = []
 
 
 def _start_worker(home: str, base_url: str, out: str, attack_version: str | None) -> None:
@@ -205,36 +216,68 @@ def _start_worker(home: str, base_url: str, out: str, attack_version: str | None
     console: each page already shows its conversion notes."""
     import warnings
 
-    from fastapi.testclient import TestClient
-
     warnings.filterwarnings("ignore", module=r"sigma\.")
-
     app: ASGIApp = static_app(Settings(Path(home)), base_url, attack_version)
     if attack_version:
         app = PinnedVersion(app, attack_version)
-    _worker["client"] = TestClient(app, raise_server_exceptions=False)
-    _worker["out"] = Path(out)
+    _worker[:] = [_Worker(app, Path(out))]
+
+
+async def fetch(app: ASGIApp, url: str) -> tuple[int, bytes, str | None]:
+    """GET ``url`` from the app in-process: status, body and ``Location`` (no HTTP client or
+    server between: the pages are the app's own answers)."""
+    path, _, query = url.partition("?")
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "server": ("static-site", 80),
+        "client": ("127.0.0.1", 0),
+        "root_path": "",
+        "path": unquote(path),
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(b"host", b"static-site")],
+    }
+    started: dict[str, Any] = {}
+    body: list[bytes] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.update(message)
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    headers = {bytes(k).lower(): bytes(v) for k, v in started.get("headers", [])}
+    location = headers.get(b"location")
+    return int(started["status"]), b"".join(body), location.decode() if location else None
+
+
+async def _render_all(worker: _Worker, urls: Sequence[str]) -> list[tuple[str, int]]:
+    statuses: list[tuple[str, int]] = []
+    for url in urls:
+        status, body, location = await fetch(worker.app, url)
+        if status in REDIRECTS and location:
+            status, body, _ = await fetch(worker.app, location)
+        statuses.append((url, status))
+        if status == 200:
+            target = page_file(worker.out, url)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+        elif url == NOT_FOUND_PAGE:
+            (worker.out / "404.html").write_bytes(body)
+    return statuses
 
 
 def _render_chunk(urls: Sequence[str]) -> list[tuple[str, int]]:
     """Write each URL's page; return the status of each (non-200 pages are not written)."""
-    from fastapi.testclient import TestClient
-
-    client = _worker["client"]
-    out = _worker["out"]
-    assert isinstance(client, TestClient)
-    assert isinstance(out, Path)
-    statuses: list[tuple[str, int]] = []
-    for url in urls:
-        response = client.get(url, follow_redirects=True)
-        statuses.append((url, response.status_code))
-        if response.status_code == 200:
-            target = page_file(out, url)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(response.content)
-        elif url == NOT_FOUND_PAGE:
-            (out / "404.html").write_bytes(response.content)
-    return statuses
+    return asyncio.run(_render_all(_worker[0], urls))
 
 
 def _chunks(urls: list[str], jobs: int) -> list[list[str]]:
