@@ -234,6 +234,20 @@ def rule_fields(rule: SigmaRule) -> list[str]:
     return list(seen)
 
 
+def case_sensitive_fields(rule: SigmaRule, mapped: dict[str, set[str]]) -> list[str]:
+    """Target fields a Lucene query compares text on letter for letter: every field a rule
+    matches a string with letters on, as the pipeline renamed it, except ``.caseless``
+    fields (Elasticsearch normalises the query term for those). Regular expressions are
+    the rule's own business: Sigma's are case-sensitive too."""
+    found: set[str] = set()
+    for item in _all_items(rule):
+        texts = [v for v in item.value if isinstance(v, SigmaString)]
+        if item.field is None or not any(any(c.isalpha() for c in str(v)) for v in texts):
+            continue
+        found |= {t for t in mapped.get(item.field) or {item.field} if not t.endswith(".caseless")}
+    return sorted(found)
+
+
 def placeholders(rule: SigmaRule) -> list[str]:
     """``%name%`` placeholders of ``|expand`` values, which every backend leaves unresolved."""
     names: set[str] = set()
@@ -511,17 +525,27 @@ def convert(sigma: dict[str, Any], target: str, *, tables: Sequence[str] = ()) -
             target, backend_name, plan.pipelines, None, "refused", ("the backend emitted no query",)
         )
     processed = backend.last_processing_pipeline
+    processed_mappings = {k: set(v) for k, v in processed.field_mappings.items()}
     status, notes = _verdict(
         plan,
         _parse(sigma),
-        {k: set(v) for k, v in processed.field_mappings.items()},
+        processed_mappings,
         set(processed.applied_ids),
         dict(processed.state),
     )
+    if target == "elastic-lucene":
+        literal = case_sensitive_fields(_parse(sigma), processed_mappings)
+        if literal:
+            status = "approximate"
+            notes = (*notes, _LUCENE_CASE_NOTE.format(fields=", ".join(literal)))
     query = "\n".join(str(q) for q in queries)
     return Conversion(target, backend_name, plan.pipelines, query, status, notes)
 
 
+_LUCENE_CASE_NOTE = (
+    "Lucene compares {fields} letter for letter, Sigma regardless of case: values match only"
+    " as written — use the ES|QL conversion, or .caseless fields where your index has them"
+)
 PARTIAL_NOTE = (
     "the Sigma rule is the single-source part of the KQL detection (sigma_scope: partial)"
 )

@@ -83,9 +83,18 @@ PIPELINES = {
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_fixture_converts_exactly_with_the_named_pipelines(target: str) -> None:
+def test_fixture_converts_with_the_named_pipelines(target: str) -> None:
+    """Exact everywhere but Lucene, which compares the command line's letters as written."""
     result = convert(fixture_sigma(), target)
-    assert result.status == "exact", result.notes
+    if target == "elastic-lucene":
+        assert result.status == "approximate"
+        assert result.notes == (
+            "Lucene compares process.command_line letter for letter, Sigma regardless of case:"
+            " values match only as written — use the ES|QL conversion, or .caseless fields"
+            " where your index has them",
+        )
+    else:
+        assert result.status == "exact", result.notes
     assert result.pipelines == PIPELINES[target]
     assert result.query is not None
     for fragment in FIXTURE_FRAGMENTS[target]:
@@ -132,6 +141,19 @@ def test_esql_refuses_case_sensitive_values_alone_or_in_a_list(cased: dict[str, 
     assert "Case-sensitive string matching is not supported" in result.notes[0]
 
 
+def test_lucene_is_exact_on_caseless_fields_and_values_without_letters() -> None:
+    sigma = fixture_sigma()
+    sigma["detection"] = {
+        "tool": {"Image|endswith": "\\ProcDump.exe"},
+        "port": {"CommandLine|contains": " 4444"},
+        "shape": {"CommandLine|re": "[Mm]ini[Dd]ump"},
+        "condition": "tool and (port or shape)",
+    }
+    result = convert(sigma, "elastic-lucene")
+    assert result.status == "exact", result.notes
+    assert "process.executable.caseless:" in (result.query or "")
+
+
 def test_unmapped_windows_field_makes_elastic_approximate_and_names_it() -> None:
     sigma = fixture_sigma()
     sigma["detection"]["odd"] = {"Hashes|contains": "MD5=0123"}
@@ -139,7 +161,10 @@ def test_unmapped_windows_field_makes_elastic_approximate_and_names_it() -> None
     result = convert(sigma, "elastic-lucene")
     assert result.status == "approximate"
     assert "winlog.event_data.Hashes" in (result.query or "")
-    assert result.notes == ("fields passed through unmapped: Hashes — map them to your index",)
+    assert result.notes[0] == "fields passed through unmapped: Hashes — map them to your index"
+    assert result.notes[1].startswith(
+        "Lucene compares process.command_line, winlog.event_data.Hashes letter for letter"
+    )
 
 
 def test_field_a_pipeline_rejects_is_refused_with_the_one_line_reason() -> None:
@@ -249,7 +274,9 @@ def test_support_matrix_has_one_row_per_detection_and_target() -> None:
     detection = load_detection(FIXTURE).detection
     rows = support_matrix([detection])
     assert [r.target for r in rows] == list(TARGETS)
-    assert {r.status for r in rows} == {"exact"}
+    assert {r.target: r.status for r in rows} == {
+        t: "approximate" if t == "elastic-lucene" else "exact" for t in TARGETS
+    }
     assert rows[0].to_json()["detection_id"] == str(detection.id)
 
 
