@@ -4,6 +4,7 @@ templates, the detection library, and the JSON / ETag helpers."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ class WebContext:
         self._library: tuple[str, Library] | None = None
         self._library_checked: tuple[float, str] = (-LIBRARY_CHECK_SECONDS, "")
         self._documents: dict[tuple[str, str, str, str | None], TechniqueDoc] = {}
+        self._documents_lock = threading.Lock()  # page handlers run in a thread pool
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -86,9 +88,10 @@ class WebContext:
         found = self._documents.get(key)
         if found is None:
             found = technique_document(store, library, technique_id, version)
-            if len(self._documents) >= DOCUMENT_CACHE:
-                self._documents.pop(next(iter(self._documents)))
-            self._documents[key] = found
+            with self._documents_lock:
+                if len(self._documents) >= DOCUMENT_CACHE:
+                    self._documents.pop(next(iter(self._documents)))
+                self._documents[key] = found
         return found
 
     def data_state(self) -> str:
