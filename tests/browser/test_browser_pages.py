@@ -142,3 +142,53 @@ def test_hostile_description_never_executes_and_renders_as_text(
     page.wait_for_timeout(200)
     assert page.dialogs == []
     assert page.errors == []
+
+
+@pytest.fixture
+def static_site(tmp_path: Path, cli) -> Any:  # type: ignore[no-untyped-def]
+    """`build-site --base-url /dm` of the hand-made bundle, served by a plain file server
+    (no defensemap behind it); yields the site's URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    path = write_bundle(tmp_path / "enterprise-attack-18.1.json", small_bundle())
+    home = tmp_path / "static-home"
+    assert cli("--home", str(home), "import", "attack", str(path)).exit_code == 0
+    root = tmp_path / "www"
+    built = cli("--home", str(home), "build-site", str(root / "dm"), "--base-url", "/dm")
+    assert built.exit_code == 0, built.stderr
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/dm"
+    finally:
+        httpd.shutdown()
+        thread.join(10)
+
+
+def test_static_site_searches_its_prebuilt_index_under_its_base_url(
+    static_site: str, page: Any
+) -> None:
+    expect = _expect()
+    page.goto(static_site + "/")
+    box = page.get_by_role("searchbox")
+    box.click()
+    box.press_sequentially("remote desk", delay=30)
+    results = page.get_by_role("listbox", name="Search results")
+    expect(results.get_by_role("link", name=re.compile("T1021.001"))).to_be_visible()
+    results.get_by_role("link", name=re.compile("T1021.001")).first.click()
+    expect(page).to_have_url(re.compile(r"/dm/techniques/T1021\.001/?$"))
+    expect(page.locator("h1")).to_contain_text("Remote Desktop Protocol")
+    page.locator("main").get_by_role("link", name="Remote Services").first.click()
+    expect(page).to_have_url(re.compile(r"/dm/techniques/T1021/?$"))
+
+    box = page.get_by_role("searchbox")
+    box.fill("T1021")
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"/dm/search/?\?q=T1021"))
+    expect(page.locator("main").get_by_role("link", name="T1021.001").first).to_be_visible()
+    assert page.errors == []
