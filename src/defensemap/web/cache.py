@@ -2,7 +2,8 @@
 
 Nothing changes a page while the store file and the detection library stay the same, and
 serving is read-only: a page rendered once can be sent again until an import rewrites the
-store or a detection file changes. Bounded (least recently used goes first)."""
+store or a detection file changes. Bounded by count and by bytes (pages average ~16 KB, the
+largest community-rule pages reach a few MB); the least recently used goes first."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 SIZE = 2048
+MAX_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,10 @@ class Cached:
 
 
 class ResponseCache:
-    def __init__(self, size: int = SIZE) -> None:
+    def __init__(self, size: int = SIZE, max_bytes: int = MAX_BYTES) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._entries: OrderedDict[tuple[str, str], Cached] = OrderedDict()
 
     def get(self, url: str, state: str) -> Cached | None:
@@ -40,7 +44,14 @@ class ResponseCache:
         return found
 
     def put(self, url: str, state: str, response: Cached) -> None:
+        if len(response.body) > self._max_bytes:
+            return
+        previous = self._entries.pop((url, state), None)
+        self._bytes += len(response.body) - (len(previous.body) if previous else 0)
         self._entries[(url, state)] = response
-        self._entries.move_to_end((url, state))
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        while len(self._entries) > self._size or self._bytes > self._max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.body)
+
+    def __len__(self) -> int:
+        return len(self._entries)
