@@ -10,7 +10,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,10 +299,13 @@ def render_pages(
     chunks = _chunks(urls, jobs)
     statuses: list[tuple[str, int]] = []
     if jobs == 1:
+        # A thread of its own, so a caller whose thread already runs an event loop (a
+        # notebook, a test session driving a browser) can build a site in-process too.
         _start_worker(*args)
-        for chunk in chunks:
-            statuses += _render_chunk(chunk)
-            advance(len(chunk))
+        with ThreadPoolExecutor(1) as thread:
+            for chunk in chunks:
+                statuses += thread.submit(_render_chunk, chunk).result()
+                advance(len(chunk))
         return statuses
     with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=args) as pool:
         for done in pool.map(_render_chunk, chunks):
