@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tests.attack_bundles import TECHNIQUE, small_bundle, write_bundle
 from tests.browser.conftest import running_server
+from tests.file_server import serve_directory
 
 pytestmark = [pytest.mark.browser, pytest.mark.realdata]
 
@@ -148,26 +149,14 @@ def test_hostile_description_never_executes_and_renders_as_text(
 def static_site(tmp_path: Path, cli) -> Any:  # type: ignore[no-untyped-def]
     """`build-site --base-url /dm` of the hand-made bundle, served by a plain file server
     (no defensemap behind it); yields the site's URL."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
     path = write_bundle(tmp_path / "enterprise-attack-18.1.json", small_bundle())
     home = tmp_path / "static-home"
     assert cli("--home", str(home), "import", "attack", str(path)).exit_code == 0
     root = tmp_path / "www"
     built = cli("--home", str(home), "build-site", str(root / "dm"), "--base-url", "/dm")
     assert built.exit_code == 0, built.stderr
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/dm"
-    finally:
-        httpd.shutdown()
-        thread.join(10)
+    with serve_directory(root) as url:
+        yield url + "/dm"
 
 
 def test_static_site_searches_its_prebuilt_index_under_its_base_url(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.conftest import ENTERPRISE_18, ICS_18_STIX21, MOBILE_18
+from tests.file_server import serve_directory
 
 
 @pytest.fixture
@@ -28,20 +26,8 @@ def mirror(tmp_path: Path, shared_data: Path) -> Iterator[str]:
         (root / domain).mkdir(parents=True)
         (root / domain / f"{domain}-18.1.json").symlink_to(source)
     shutil.copy(shared_data / "attack" / "stix21" / "index.json", root / "index.json")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        return
+    with serve_directory(root) as url:
+        yield url
 
 
 def _closed_port() -> int:

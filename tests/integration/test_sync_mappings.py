@@ -7,45 +7,25 @@ lack or break a file are built from symlinks.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from tests.conftest import MAPPINGS_DIR
+from tests.file_server import serve_directory
 
 from defensemap.sources.mappings_release import PUBLISHED
 
 pytestmark = pytest.mark.realdata
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@contextmanager
-def _serve(root: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def mirror(shared_data: Path) -> Iterator[str]:
     """The shared Mappings Explorer files, served as they are."""
-    with _serve(MAPPINGS_DIR.parent) as url:
+    with serve_directory(MAPPINGS_DIR.parent) as url:
         yield url
 
 
@@ -67,7 +47,7 @@ def make_mirror(tmp_path: Path, shared_data: Path) -> Iterator[Callable[..., str
                     target.write_bytes(data[: len(data) // 2])
                 else:
                     target.symlink_to(MAPPINGS_DIR / path)
-            return stack.enter_context(_serve(root))
+            return stack.enter_context(serve_directory(root))
 
         yield build
 
