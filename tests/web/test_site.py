@@ -106,13 +106,14 @@ def test_only_urls_a_route_answers_are_rendered(home: Path) -> None:
 
 
 @pytest.mark.realdata
-def test_site_lists_every_enterprise_technique_and_capability(loaded_store_path: Path) -> None:
+def test_site_lists_every_loaded_technique_and_capability(loaded_store_path: Path) -> None:
     from defensemap.library.loader import Library
     from defensemap.store.db import open_store
 
     store = open_store(loaded_store_path)
     try:
         entries = site_entries(store, Library())
+        older = [e.url for e in site_entries(store, Library(), "16.1")]
     finally:
         store.close()
     urls = [e.url for e in entries]
@@ -124,6 +125,11 @@ def test_site_lists_every_enterprise_technique_and_capability(loaded_store_path:
     assert "/capabilities/nist_800_53/IA-05" in urls
     assert "/frameworks/m365" in urls
     assert "/groups/G0016" in urls
+    assert "/techniques/T1629" in urls  # mobile 18.1: Impair Defenses
+    assert "/techniques/T0865" in urls  # ICS 18.1: Spearphishing Attachment
+    apt28 = next(e for e in entries if e.url == "/groups/G0007")  # enterprise and mobile
+    assert apt28.name == "APT28" and urls.count("/groups/G0007") == 1
+    assert "/techniques/T1021.007" in older and "/techniques/T1629" not in older  # no mobile 16.1
     cap = next(e for e in entries if e.url == "/capabilities/nist_800_53/IA-05")
     assert cap.indexed()["framework"] == "nist_800_53"
 

@@ -101,21 +101,24 @@ def site_entries(store: Store, library: Library, attack_version: str | None = No
         Entry(object_url("sigma-rule", r.id), r.id, r.title, "sigma-rule")
         for r in sigma_store.list_rules(store)
     ]
-    unique = {e.url: e for e in entries}
+    unique: dict[str, Entry] = {}
+    for entry in entries:  # a group in two domains has one page: the first domain names it
+        unique.setdefault(entry.url, entry)
     return [unique[url] for url in sorted(unique)]
 
 
 def _attack_entries(store: Store, attack_version: str | None) -> Iterator[Entry]:
-    """Objects of the chosen (default: newest) enterprise release, sub-techniques included,
-    revoked ones left out."""
-    releases = [r for r in attack_store.list_releases(store) if r.domain == "enterprise-attack"]
-    if not releases:
+    """Objects of every loaded domain's chosen release (default: its newest), enterprise
+    first, sub-techniques included, revoked ones left out. With a version, domains that do
+    not have it are left out: their pages would answer 404."""
+    if not attack_store.list_releases(store):
         return
-    release = select_releases(store, attack_version, "enterprise")[0]
-    for kind in ATTACK_KINDS:
-        for obj in attack_store.objects_of_kind(store, release.id, kind):
-            if obj.attack_id and not obj.revoked:
-                yield Entry(object_url(kind, obj.attack_id), obj.attack_id, obj.name or "", kind)
+    for release in select_releases(store, attack_version):
+        for kind in ATTACK_KINDS:
+            for obj in attack_store.objects_of_kind(store, release.id, kind):
+                if obj.attack_id and not obj.revoked:
+                    url = object_url(kind, obj.attack_id)
+                    yield Entry(url, obj.attack_id, obj.name or "", kind)
 
 
 def _mapping_entries(store: Store) -> Iterator[Entry]:
