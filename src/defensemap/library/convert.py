@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Literal
@@ -149,12 +150,26 @@ class _KustoBackend(KustoBackend):
         return "['" + field_name.replace("'", "\\'") + "']"
 
 
+def _has_letters(value: object) -> bool:
+    """A string value whose match depends on letter case (numbers, IPs, ports do not)."""
+    return isinstance(value, SigmaString) and any(c.isalpha() for c in str(value))
+
+
 class _EsqlBackend(ESQLBackend):
     """The ES|QL backend matching text regardless of case, as Sigma does. ES|QL's ``==``,
     ``in``, ``like``, ``starts_with`` and ``ends_with`` compare case-sensitively (Elastic's
     ES|QL reference on LIKE), so the stock output's ``like "*MiniDump*"`` misses
-    ``minidump``: the field is lower-cased with ``to_lower`` and so is the value. (The stock
-    backend refuses ``|cased`` values; regular expressions are left as written.)"""
+    ``minidump``. Where a value has letters, the field is compared through ``to_lower`` and
+    the value is lower-cased; numbers, IPs and ports keep the stock form (``to_lower`` takes
+    only text). The stock backend refuses ``|cased`` values; regexes are left as written."""
+
+    LOWERED: ClassVar[dict[str, str]] = {
+        "eq_expression": "to_lower({field}){backend.eq_token}{value}",
+        "startswith_expression": "starts_with(to_lower({field}), {value})",
+        "endswith_expression": "ends_with(to_lower({field}), {value})",
+        "wildcard_match_expression": "to_lower({field}) like {value}",
+        "field_in_list_expression": "to_lower({field}) {op} ({list})",
+    }
 
     def convert_value_str(self, s: SigmaString, state: ConversionState) -> str:
         converted: str = super().convert_value_str(s.lower(), state)
@@ -163,17 +178,18 @@ class _EsqlBackend(ESQLBackend):
     def convert_condition_field_eq_val_str(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Any:
-        text = super().convert_condition_field_eq_val_str(cond, state)
-        return self._lowered(text, cond.field) if isinstance(text, str) else text
+        if not _has_letters(cond.value):
+            return super().convert_condition_field_eq_val_str(cond, state)
+        with self._lowered_templates():
+            return super().convert_condition_field_eq_val_str(cond, state)
 
     def convert_condition_as_in_expression(
         self, cond: ConditionOR | ConditionAND, state: ConversionState
     ) -> Any:
-        text = super().convert_condition_as_in_expression(cond, state)
-        first = cond.args[0]  # an in-expression is one field's plain values
-        if isinstance(text, str) and isinstance(first, ConditionFieldEqualsValueExpression):
-            return self._lowered(text, first.field)
-        return text
+        if not any(_has_letters(getattr(a, "value", None)) for a in cond.args):
+            return super().convert_condition_as_in_expression(cond, state)
+        with self._lowered_templates():
+            return super().convert_condition_as_in_expression(cond, state)
 
     def decide_convert_condition_as_in_expression(
         self, cond: ConditionOR | ConditionAND, state: ConversionState
@@ -185,12 +201,17 @@ class _EsqlBackend(ESQLBackend):
         decided: bool = super().decide_convert_condition_as_in_expression(cond, state)
         return decided
 
-    def _lowered(self, text: str, field: str | None) -> str:
-        """``text`` with its first reference to ``field`` wrapped in ``to_lower``."""
-        if field is None:
-            return text
-        quoted = self.escape_and_quote_field(field)
-        return text.replace(quoted, f"to_lower({quoted})", 1)
+    @contextmanager
+    def _lowered_templates(self) -> Iterator[None]:
+        """The stock conversion with the ``to_lower`` templates (instance attributes shadow
+        the class's for the one call)."""
+        for name, template in self.LOWERED.items():
+            setattr(self, name, template)
+        try:
+            yield
+        finally:
+            for name in self.LOWERED:
+                delattr(self, name)
 
 
 @cache
@@ -241,8 +262,7 @@ def case_sensitive_fields(rule: SigmaRule, mapped: dict[str, set[str]]) -> list[
     the rule's own business: Sigma's are case-sensitive too."""
     found: set[str] = set()
     for item in _all_items(rule):
-        texts = [v for v in item.value if isinstance(v, SigmaString)]
-        if item.field is None or not any(any(c.isalpha() for c in str(v)) for v in texts):
+        if item.field is None or not any(_has_letters(v) for v in item.value):
             continue
         found |= {t for t in mapped.get(item.field) or {item.field} if not t.endswith(".caseless")}
     return sorted(found)

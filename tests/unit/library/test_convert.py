@@ -129,6 +129,24 @@ def test_esql_compares_text_regardless_of_case_as_sigma_does() -> None:
     assert 'process.command_line rlike "Mini[D]ump"' in query
 
 
+def test_esql_keeps_numbers_addresses_and_odd_field_names_in_the_stock_form() -> None:
+    """``to_lower`` takes only text: ports, numbers and IPs are compared as they are; a field
+    named like part of a function name is still wrapped in the right place."""
+    sigma = fixture_sigma()
+    sigma["detection"] = {
+        "ports": {"DestinationPort": [445, 139]},
+        "address": {"DestinationIp": "10.0.0.1"},
+        "odd": {"start|startswith": "Foo", "with|endswith": "Bar"},
+        "condition": "ports or address or odd",
+    }
+    query = convert(sigma, "elastic-esql").query or ""
+    assert "to_lower(destination.port)" not in query and "to_lower(destination.ip)" not in query
+    assert "destination.port in (445, 139)" in query
+    assert 'destination.ip=="10.0.0.1"' in query
+    assert 'starts_with(to_lower(winlog.event_data.start), "foo")' in query
+    assert 'ends_with(to_lower(winlog.event_data.with), "bar")' in query
+
+
 @pytest.mark.parametrize(
     "cased",
     [{"CommandLine|contains|cased": "Sekurlsa::"}, {"Image|cased": ["C:\\A.exe", "C:\\B.exe"]}],
