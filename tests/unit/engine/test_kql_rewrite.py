@@ -148,6 +148,23 @@ def test_split_with_an_index_that_is_not_a_plain_literal_is_still_refused(index:
     )
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["T | summarize maxif(Timestamp, true) + 1h", "T | summarize make_set(A, 3) * 2"],
+)
+def test_an_unnamed_aggregate_inside_an_expression_gets_no_automatic_name(query: str) -> None:
+    """Kusto names ``maxif(e, p) + 1h`` ``Column1``, not ``maxif_e``: left as written."""
+    assert rewrite(query).text == query
+    assert rewrite("T | summarize maxif(Timestamp, true) by A").text == (
+        "T | summarize maxif_Timestamp = max(iff(true, Timestamp, dynamic(null))) by A"
+    )
+
+
+def test_split_with_an_empty_argument_is_a_parse_error_not_a_crash() -> None:
+    check = check_kql("DeviceProcessEvents | extend P = split(FileName, , 1)")
+    assert not check.ok and check.problems[0].kind == "parse_error"
+
+
 # --- datetime between (low .. timespan) ----------------------------------------------------
 
 

@@ -206,7 +206,7 @@ def _split_changes(text: str, tokens: Sequence[_Token]) -> list[_Change]:
         if found is None:
             continue
         arguments, close = found
-        if len(arguments) != 3 or len(arguments[2]) != 1:
+        if len(arguments) != 3 or not all(arguments) or len(arguments[2]) != 1:
             continue
         literal = tokens[arguments[2][0]]
         if literal.kind != "number" or not literal.text.isdigit():
@@ -293,17 +293,35 @@ def _if_aggregate_changes(text: str, tokens: Sequence[_Token]) -> list[_Change]:
         found = _arguments(tokens, index + 1)
         if found is None or len(found[0]) != 2 or not all(found[0]):
             continue
-        item_start, named = items[index]
         value = found[0][0]
-        name = ""
-        if not named:
-            if item_start != index or len(value) != 1 or tokens[value[0]].kind != "ident":
-                continue
-            name = f"{prefix}_{tokens[value[0]].text} = "
+        name = _auto_name(tokens, index, found[1], items, value, prefix)
+        if name is None:
+            continue
         value_text, predicate = (_source(text, tokens, a) for a in found[0])
         call = f"{name}{plain}(iff({predicate}, {value_text}, dynamic(null)))"
         changes.append(_call_change(text, token.offset, tokens[found[1]], call))
     return changes
+
+
+def _auto_name(
+    tokens: Sequence[_Token],
+    index: int,
+    close: int,
+    items: dict[int, tuple[int, bool]],
+    value: list[int],
+    prefix: str,
+) -> str | None:
+    """``""`` for a named aggregation; Kusto's automatic ``prefix_e = `` for an unnamed one
+    over a plain column ``e`` that is the whole item (``max(e) + 1h`` is named ``Column1``);
+    ``None`` when no name can be written."""
+    item_start, named = items[index]
+    if named:
+        return ""
+    after = tokens[close + 1].text if close + 1 < len(tokens) else ""
+    whole = item_start == index and after in {"", ",", "by", "|", ";"}
+    if not whole or len(value) != 1 or tokens[value[0]].kind != "ident":
+        return None
+    return f"{prefix}_{tokens[value[0]].text} = "
 
 
 #: Aggregates whose optional ``maxSize`` duckdb-kql accepts and ignores (a wrong answer once
@@ -331,12 +349,9 @@ def _capped_changes(text: str, tokens: Sequence[_Token]) -> list[_Change]:
         value, cap = found[0]
         if len(cap) != 1 or not tokens[cap[0]].text.isdecimal() or int(tokens[cap[0]].text) < 1:
             continue
-        item_start, named = items[index]
-        name = ""
-        if not named:
-            if item_start != index or len(value) != 1 or tokens[value[0]].kind != "ident":
-                continue
-            name = f"{CAPPED_AGGREGATES[token.text]}_{tokens[value[0]].text} = "
+        name = _auto_name(tokens, index, found[1], items, value, CAPPED_AGGREGATES[token.text])
+        if name is None:
+            continue
         last = int(tokens[cap[0]].text) - 1
         call = f"{name}array_slice({token.text}({_source(text, tokens, value)}), 0, {last})"
         changes.append(_call_change(text, token.offset, tokens[found[1]], call))
