@@ -225,6 +225,21 @@ def test_splunk_savedsearches_parse_as_conf(
         assert stanza["enableSched"] in {"0", "1"}
 
 
+def test_splunk_search_keeps_the_spaces_inside_its_values(
+    detections: list[LoadedDetection], attack: AttackVocabulary
+) -> None:
+    """``-enc  JAB`` (two spaces) is a different value from ``-enc JAB``."""
+    loaded = detections[0]
+    sigma = dict(loaded.detection.sigma or {})
+    sigma["detection"] = {
+        "cli": {"CommandLine|contains": "-enc  JAB"},
+        "condition": "cli",
+    }
+    changed = loaded.detection.model_copy(update={"sigma": sigma})
+    result = run([LoadedDetection(changed, loaded.path)], "splunk", attack)
+    assert 'CommandLine="*-enc  JAB*"' in result.files["savedsearches.conf"].decode()
+
+
 @pytest.mark.realdata
 def test_sigma_export_is_a_plain_sigma_rule(
     detections: list[LoadedDetection], attack: AttackVocabulary

@@ -552,7 +552,7 @@ def _splunk_stanza(loaded: LoadedDetection, result: Conversion) -> list[str]:
     annotations = json.dumps({"mitre_attack": sorted(detection.techniques)})
     pairs = [
         ("description", _one_line(detection.description) or detection.title),
-        ("search", _one_line(result.query or "")),
+        ("search", " ".join((result.query or "").splitlines())),  # literals keep their spaces
         ("enableSched", "1" if result.status == "exact" else "0"),
         ("cron_schedule", splunk_cron(parse_timespan(detection.schedule.frequency, loaded))),
         ("dispatch.earliest_time", f"-{int(period.total_seconds()) // 60}m"),
