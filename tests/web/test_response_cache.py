@@ -87,3 +87,22 @@ def test_a_re_imported_store_is_served_at_once(
     store.close()
     shutil.move(mobile_only, copied_home / "defensemap.sqlite")
     assert client.get("/api/v1/techniques/T1021.007").status_code == 404
+
+
+def test_a_broken_or_removed_library_leaves_every_page_working(
+    content: Path, copied_home: Path
+) -> None:
+    client = TestClient(create_app(Settings(copied_home)))
+    assert "1 detections in the library" in client.get("/").text
+    assert client.get("/techniques/T1021.007").status_code == 200
+    (content / "broken.yml").write_text("title: [unclosed\n")
+    time.sleep(LIBRARY_CHECK_SECONDS)
+    home = client.get("/")
+    assert home.status_code == 200 and "the detection library did not load" in home.text
+    assert "broken.yml" in home.text
+    for url in ("/techniques/T1021.007", "/api/v1/techniques/T1021.007", "/groups/G0016"):
+        assert client.get(url).status_code == 200, url
+    shutil.rmtree(content)
+    time.sleep(LIBRARY_CHECK_SECONDS)
+    assert client.get("/techniques/T1021.007").status_code == 200
+    assert "no detection library at" in client.get("/").text

@@ -44,18 +44,10 @@ class LibraryDetections:
 def library_detections() -> LibraryDetections:
     """The detection library; a missing, empty or broken library is an empty list with a note
     (views that merely include detections must still work)."""
-    from defensemap.library.loader import content_dir, load_library
+    from defensemap.library.loader import load_library_for_views
 
-    folder = content_dir() / "detections"
-    if not folder.is_dir():
-        return LibraryDetections(note=f"no detection library at {folder}")
-    try:
-        detections = load_library(cache_dir=settings().home / "cache").detections
-    except DefensemapError as error:
-        return LibraryDetections(note=f"the detection library did not load: {error}", error=error)
-    if not detections:
-        return LibraryDetections(note=f"the detection library at {folder} is empty")
-    return LibraryDetections(detections)
+    load = load_library_for_views(cache_dir=settings().home / "cache")
+    return LibraryDetections(list(load.library.detections), load.note, load.error)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from defensemap.errors import NotFoundError, SchemaError, SourceLocation
+from defensemap.errors import DefensemapError, NotFoundError, SchemaError, SourceLocation
 from defensemap.sources.detections import (
     LoadedDetection,
     load_detection,
@@ -103,6 +103,30 @@ def load_library(paths: Iterable[Path] | None = None, *, cache_dir: Path | None 
         seen[key] = path
         loaded.append(detection)
     return Library(loaded)
+
+
+@dataclass(frozen=True)
+class LibraryLoad:
+    """The library as views that merely include detections see it: missing, empty or broken
+    is an empty library with a note (and the error), so one bad file cannot take down every
+    technique page or CLI view."""
+
+    library: Library
+    note: str | None = None
+    error: DefensemapError | None = None
+
+
+def load_library_for_views(cache_dir: Path | None = None) -> LibraryLoad:
+    folder = content_dir() / "detections"
+    if not folder.is_dir():
+        return LibraryLoad(Library(), f"no detection library at {folder}")
+    try:
+        library = load_library(cache_dir=cache_dir)
+    except DefensemapError as error:
+        return LibraryLoad(Library(), f"the detection library did not load: {error}", error)
+    if not library.detections:
+        return LibraryLoad(library, f"the detection library at {folder} is empty")
+    return LibraryLoad(library)
 
 
 def library_stamp(paths: Iterable[Path] | None = None) -> str:

@@ -19,9 +19,17 @@ from defensemap.web.front import FrontDoor
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    token: str | None = None,
+    context: WebContext | None = None,
+    keep_pages: bool = True,
+) -> FastAPI:
     """The app for a data home; with ``token``, every request must carry it (header
-    ``Authorization: Bearer …``, or the cookie set by visiting any page with ``?token=…``)."""
+    ``Authorization: Bearer …``, or the cookie set by visiting any page with ``?token=…``).
+    ``context`` replaces the page context (the static site's); ``keep_pages=False`` renders
+    every request afresh (build-site asks each page once)."""
     from defensemap.web import api, pages, pages_attack, pages_more
 
     app = FastAPI(
@@ -30,14 +38,14 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.state.web = WebContext(settings)
+    app.state.web = context or WebContext(settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
     app.include_router(pages_attack.router)
     app.include_router(pages.router)
     app.include_router(pages_more.router)
 
-    app.add_middleware(FrontDoor, context=app.state.web, token=token)
+    app.add_middleware(FrontDoor, context=app.state.web, token=token, keep_pages=keep_pages)
     _error_handlers(app)
     return app
 

@@ -4,7 +4,6 @@ templates, the detection library, and the JSON / ETag helpers."""
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,16 +18,18 @@ from markupsafe import Markup
 
 from defensemap.config import Settings
 from defensemap.errors import StoreError
-from defensemap.kb.documents import TechniqueDoc
-from defensemap.library.loader import Library, content_dir, library_stamp, load_library
+from defensemap.library.loader import (
+    Library,
+    content_dir,
+    library_stamp,
+    load_library_for_views,
+)
 from defensemap.store.db import LOAD_HINT, Store, open_store
-from defensemap.web.documents import technique_document
 from defensemap.web.markdown import render_markdown
 from defensemap.web.urls import capability_url, object_url, result_url
 
 TEMPLATES = Path(__file__).parent / "templates"
 CACHE_CONTROL = "private, max-age=60, must-revalidate"
-DOCUMENT_CACHE = 512
 LIBRARY_CHECK_SECONDS = 1.0
 NO_LIBRARY = "no-library"
 
@@ -40,8 +41,7 @@ class WebContext:
         self.settings = settings
         self._library: tuple[str, Library] | None = None
         self._library_checked: tuple[float, str] = (-LIBRARY_CHECK_SECONDS, "")
-        self._documents: dict[tuple[str, str, str, str | None], TechniqueDoc] = {}
-        self._documents_lock = threading.Lock()  # page handlers run in a thread pool
+        self.library_note: str | None = None
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -65,34 +65,15 @@ class WebContext:
             store.close()
 
     def library(self) -> Library:
-        """The detection library, kept in memory until a detection file changes (its files
-        are stat-ed per request, not parsed); empty when there is no library."""
+        """The detection library, kept in memory until a detection file changes; missing or
+        broken, an empty one (``library_note`` says why): a bad file must not take every
+        page down."""
         stamp = self.library_state()
-        if stamp == NO_LIBRARY:
-            return Library()
         if self._library is None or self._library[0] != stamp:
-            library = load_library(cache_dir=self.settings.home / "cache")
-            self._library = (stamp, library)
+            load = load_library_for_views(cache_dir=self.settings.home / "cache")
+            self._library = (stamp, load.library)
+            self.library_note = load.note
         return self._library[1]
-
-    def technique(self, store: Store, technique_id: str, version: str | None) -> TechniqueDoc:
-        """The technique document, built once per store state, library and version: the
-        page is read far more often than the store or the library change."""
-        library = self.library()
-        key = (
-            self.store_stamp(),
-            self._library[0] if self._library else "",
-            technique_id.upper(),
-            version,
-        )
-        found = self._documents.get(key)
-        if found is None:
-            found = technique_document(store, library, technique_id, version)
-            with self._documents_lock:
-                if len(self._documents) >= DOCUMENT_CACHE:
-                    self._documents.pop(next(iter(self._documents)))
-                self._documents[key] = found
-        return found
 
     def data_state(self) -> str:
         """Store and library stamps: a rendered page stays valid while both are unchanged."""

@@ -32,11 +32,13 @@ _RAW_SECURITY = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.i
 class FrontDoor:
     """Token guard, response cache and security headers around the whole application."""
 
-    def __init__(self, app: ASGIApp, context: WebContext, token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, context: WebContext, token: str | None, keep_pages: bool = True
+    ) -> None:
         self.app = app
         self.context = context
         self.token = token
-        self.cache = ResponseCache()
+        self.cache = ResponseCache() if keep_pages else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,18 +51,19 @@ class FrontDoor:
             await _unauthorised(scope["path"], send)
             return
         cookie = self.token if self.token is not None and offered == self.token else None
-        if not _cacheable(scope, query):
+        if self.cache is None or not _cacheable(scope, query):
             await self.app(scope, receive, _decorating(send, cookie))
             return
         url = scope["path"] + "?" + scope.get("query_string", b"").decode("latin-1")
         state = self.context.data_state()
         found = self.cache.get(url, state)
         if found is None:
-            await self.app(scope, receive, self._keeping(send, url, state))
+            await self.app(scope, receive, self._keeping(self.cache, send, url, state))
             return
         await _replay(found, headers.get("if-none-match"), send)
 
-    def _keeping(self, send: Send, url: str, state: str) -> Send:
+    @staticmethod
+    def _keeping(cache: ResponseCache, send: Send, url: str, state: str) -> Send:
         """Forward the response as it is produced and keep a complete 200 for next time."""
         start: list[Message] = []
         chunks: list[bytes] = []
@@ -73,7 +76,7 @@ class FrontDoor:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False) and start[0]["status"] == 200:
                     headers = tuple((bytes(n), bytes(v)) for n, v in start[0]["headers"])
-                    self.cache.put(url, state, Cached(b"".join(chunks), headers))
+                    cache.put(url, state, Cached(b"".join(chunks), headers))
             await send(message)
 
         return forward

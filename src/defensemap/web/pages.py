@@ -20,7 +20,10 @@ def home(request: Request) -> Response:
 
     context = web(request)
     doc = status(context.settings)
-    return context.page(request, "home.html", status_doc=doc, library=context.library())
+    library = context.library()
+    return context.page(
+        request, "home.html", status_doc=doc, library=library, library_note=context.library_note
+    )
 
 
 @router.get("/search")

@@ -39,6 +39,7 @@ from defensemap.store.attack import list_releases
 from defensemap.store.db import Store
 from defensemap.web.api import VersionQuery
 from defensemap.web.context import WebContext, web
+from defensemap.web.documents import technique_document
 from defensemap.web.markdown import render_markdown
 from defensemap.web.urls import object_url
 
@@ -260,7 +261,7 @@ def technique_page(
     context = web(request)
     library = context.library()
     with context.store() as store:
-        doc = context.technique(store, technique_id, attack_version)
+        doc = technique_document(store, library, technique_id, attack_version)
         versions = [r.version for r in list_releases(store) if r.domain == doc.common.domain]
     moved = doc.common.status.resolved_from
     if moved and doc.common.id:

@@ -183,9 +183,8 @@ class StaticSiteContext(WebContext):
 
 
 def static_app(settings: Settings, base_url: str, attack_version: str | None = None) -> FastAPI:
-    app = create_app(settings)
-    app.state.web = StaticSiteContext(settings, base_url, attack_version)
-    return app
+    context = StaticSiteContext(settings, base_url, attack_version)
+    return create_app(settings, context=context, keep_pages=False)
 
 
 class PinnedVersion:
