@@ -30,17 +30,18 @@ def create_app(
     ``Authorization: Bearer …``, or the cookie set by visiting any page with ``?token=…``).
     ``context`` replaces the page context (the static site's); ``keep_pages=False`` renders
     every request afresh (build-site asks each page once)."""
-    from defensemap.web import api, pages, pages_attack, pages_more
+    from defensemap.web import api, apidocs, pages, pages_attack, pages_more
 
     app = FastAPI(
         title="defensemap",
-        docs_url="/api/docs",
+        docs_url=None,  # /api/docs is our own page (web/apidocs.py): no CDN, no inline script
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
     app.state.web = context or WebContext(settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
+    app.include_router(apidocs.router)
     app.include_router(pages_attack.router)
     app.include_router(pages.router)
     app.include_router(pages_more.router)
