@@ -143,6 +143,7 @@ def test_detections_list_and_filters(client: TestClient) -> None:
     first = rows[0].xpath(".//a")[0].get("href")
     assert first.startswith("/detections/")
     lsass = page(client, "/detections?technique=T1003.001&severity=high%2B")
+    assert lsass.xpath(".//tbody/tr")
     for row in lsass.xpath(".//tbody/tr"):
         assert "T1003.001" in row.text_content()
         assert row.xpath('.//span[contains(@class, "badge")]')[0].text in {"high", "critical"}
