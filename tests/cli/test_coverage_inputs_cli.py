@@ -59,8 +59,8 @@ def test_unknown_capability_ids_are_named_against_the_loaded_mappings(
     ]
     human = cli("coverage", "controls", "import", str(path))
     assert (
-        "warning: controls.csv:5: azure no_such_capability is in no loaded mapping set"
-        in human.stderr
+        "warning: controls.csv:5: azure no_such_capability is not in the mapping set coverage"
+        " judges it by (the newest, or the version it names)" in human.stderr
     )
 
 

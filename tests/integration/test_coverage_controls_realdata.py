@@ -1,13 +1,13 @@
 """Controls in place checked against every real Mappings Explorer file: which capability ids
-no loaded set of their framework (and version) maps."""
+the set coverage judges them against (newest of the framework, or the named version) lacks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from defensemap.kb.controls import capability_key, unknown_capabilities
-from defensemap.model.coverage import ControlInPlace
-from defensemap.store.db import open_store
+from defensemap.model.coverage import ControlInPlace, CoverageInputs, ThreatProfile
+from defensemap.store.db import Store, open_store
 
 
 def _control(framework: str, capability: str, version: str | None = None) -> ControlInPlace:
@@ -20,6 +20,8 @@ def test_unknown_capabilities_on_the_real_mappings(loaded_store_path: Path) -> N
         _control("nist_800_53", "AC-02", "REV4"),  # rev4 writes AC-2
         _control("nist_800_53", "SR-11", "rev4"),  # supply chain controls are rev5 only
         _control("nist_800_53", "SR-11", "rev5"),
+        _control("nist_800_53", "SA-12"),  # rev4 only: judged against the newest set, rev5
+        _control("nist_800_53", "SA-12", "rev4"),
         _control("m365", "EID-CA-E3"),
         _control("kev", "CVE-2024-34102"),
         _control("aws", "amazon_cognito"),
@@ -30,13 +32,33 @@ def test_unknown_capabilities_on_the_real_mappings(loaded_store_path: Path) -> N
     store = open_store(loaded_store_path)
     try:
         unknown = unknown_capabilities(store, controls)
+        for control in controls:  # coverage refuses exactly what the import warned about
+            refused = _refused_by_coverage(store, control)
+            assert refused == (control in unknown), control
     finally:
         store.close()
     assert [(c.framework, c.capability_id, c.framework_version) for c in unknown] == [
         ("nist_800_53", "SR-11", "rev4"),
+        ("nist_800_53", "SA-12", None),
         ("azure", "amazon_cognito", None),
         ("gcp", "not_a_gcp_service", None),
     ]
+
+
+def _inputs(control: ControlInPlace) -> CoverageInputs:
+    """An empty threat profile: only the controls are read."""
+    return CoverageInputs("18.1", ThreatProfile((), ()), controls=(control,))
+
+
+def _refused_by_coverage(store: Store, control: ControlInPlace) -> bool:
+    from defensemap.coverage.compute import compute_coverage
+    from defensemap.errors import InputError
+
+    try:
+        compute_coverage(store, _inputs(control))
+    except InputError as error:
+        return "unknown capability" in error.message
+    return False
 
 
 def test_capability_key_only_drops_zeros_for_nist() -> None:

@@ -87,8 +87,8 @@ def controls_import(
     _say(f"imported {outcome.controls} control(s) from {file}{replaced}")
     for control in unknown:
         _warn(
-            f"warning: {control.source}: {control.framework} {control.capability_id} is in no"
-            " loaded mapping set"
+            f"warning: {control.source}: {control.framework} {control.capability_id} is not in"
+            " the mapping set coverage judges it by (the newest, or the version it names)"
         )
     for note in notes:
         _warn(f"note: {note}")

@@ -17,8 +17,8 @@ from defensemap.coverage import scoring
 from defensemap.coverage.inputs import community_rules, library_rules
 from defensemap.coverage.reasons import reason
 from defensemap.errors import InputError
-from defensemap.kb.controls import capability_key
-from defensemap.kb.mappings import resolver_for, select_sets
+from defensemap.kb.controls import capability_key, judging_set
+from defensemap.kb.mappings import resolver_for
 from defensemap.kb.threat import validation_plan
 from defensemap.kb.vocabulary import AttackVocabulary, attack_vocabulary
 from defensemap.library.loader import Library
@@ -138,10 +138,7 @@ def _chosen_sets(
     groups: dict[tuple[str, str | None], list[ControlInPlace]] = defaultdict(list)
     for control in controls:
         groups[(control.framework, control.framework_version)].append(control)
-    sets = {
-        key: select_sets(store, framework=key[0], framework_version=key[1], domain=ENTERPRISE)[0]
-        for key in groups
-    }
+    sets = {key: judging_set(store, *key) for key in groups}
     by_id = {s.id: s for s in sets.values()}
     rows = mapping_store.rows_for(store, sorted(by_id))
     known: dict[int, set[str]] = defaultdict(set)
@@ -164,7 +161,7 @@ def _chosen_sets(
             f"unknown capability id(s): {', '.join(unknown)}",
             hint="see a framework's capabilities with `defensemap framework NAME`",
         )
-    return {s.id: s for s in sets.values()}, rows, by_key
+    return by_id, rows, by_key
 
 
 def _control_label(control: ControlInPlace) -> str:

@@ -1,15 +1,16 @@
-"""Controls in place checked against the loaded mappings: which capability ids no mapping
-set of their framework (and version, when given) knows."""
+"""Controls in place checked against the loaded mappings the way coverage judges them: each
+against one mapping set of its framework (the newest, or the version it names)."""
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 
+from defensemap.errors import DefensemapError
+from defensemap.kb.mappings import select_sets
+from defensemap.kb.vocabulary import ENTERPRISE
 from defensemap.model.coverage import ControlInPlace
 from defensemap.model.mappings import MappingSet
-from defensemap.store import coverage as coverage_store
 from defensemap.store import mappings as mapping_store
 from defensemap.store.db import Store
 
@@ -24,31 +25,32 @@ def capability_key(framework: str, capability_id: str) -> str:
     return _LEADING_ZEROS.sub("", key) if framework == "nist_800_53" else key
 
 
-def _version_key(version: str) -> str:
-    """``REV5``/``rev5``, ``07/18/2025``/``07.18.2025`` name the same version."""
-    return "".join(ch for ch in version.casefold() if ch.isalnum())
+def judging_set(store: Store, framework: str, framework_version: str | None) -> MappingSet:
+    """The mapping set a control is judged against: the newest enterprise set of its
+    framework, or the framework version it names."""
+    return select_sets(
+        store, framework=framework, framework_version=framework_version, domain=ENTERPRISE
+    )[0]
 
 
 def unknown_capabilities(store: Store, controls: Iterable[ControlInPlace]) -> list[ControlInPlace]:
-    """The controls whose capability id is in no loaded mapping set of their framework (of
-    their framework version when they name one), in input order."""
-    known = _known_capabilities(store, mapping_store.list_sets(store))
+    """The controls coverage would refuse, in input order: their capability id is not in the
+    set they are judged against (:func:`judging_set`), or no such set is loaded."""
+    known: dict[tuple[str, str | None], set[str]] = {}
     unknown = []
     for control in controls:
-        key = capability_key(control.framework, control.capability_id)
-        versions = known.get((control.framework, key), set())
-        wanted = control.framework_version
-        if not versions or (wanted is not None and _version_key(wanted) not in versions):
+        group = (control.framework, control.framework_version)
+        if group not in known:
+            known[group] = _set_capabilities(store, *group)
+        if capability_key(control.framework, control.capability_id) not in known[group]:
             unknown.append(control)
     return unknown
 
 
-def _known_capabilities(store: Store, sets: list[MappingSet]) -> dict[tuple[str, str], set[str]]:
-    """(framework, capability key) → the framework versions that map it."""
-    by_set = {s.id: s.info for s in sets}
-    known: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for set_id, capability in coverage_store.mapped_capabilities(store):
-        info = by_set[set_id]
-        key = capability_key(info.framework, capability)
-        known[(info.framework, key)].add(_version_key(info.framework_version))
-    return known
+def _set_capabilities(store: Store, framework: str, framework_version: str | None) -> set[str]:
+    try:
+        chosen = judging_set(store, framework, framework_version)
+    except DefensemapError:
+        return set()
+    rows = mapping_store.rows_for(store, [chosen.id])
+    return {capability_key(framework, r.capability_id) for _, r in rows if r.capability_id}

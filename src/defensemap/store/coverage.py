@@ -109,14 +109,6 @@ def controls_import(store: Store) -> ControlsImport | None:
     return _controls_summary(row["source"], row["imported_at"], saved_controls(store))
 
 
-def mapped_capabilities(store: Store) -> list[tuple[int, str]]:
-    """Every distinct (mapping set id, capability id) of the loaded mappings."""
-    rows = store.conn.execute(
-        "SELECT DISTINCT set_id, capability_id FROM mapping WHERE capability_id IS NOT NULL"
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
 # --- rule sets ---------------------------------------------------------------------------------
 
 
