@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defensemap.kb.controls import capability_key, unknown_capabilities
+from defensemap.kb.controls import unknown_capabilities
 from defensemap.model.coverage import ControlInPlace, CoverageInputs, ThreatProfile
+from defensemap.model.mappings import capability_key
 from defensemap.store.db import Store, open_store
 
 

@@ -17,7 +17,7 @@ from defensemap.coverage import scoring
 from defensemap.coverage.inputs import community_rules, library_rules
 from defensemap.coverage.reasons import reason
 from defensemap.errors import InputError
-from defensemap.kb.controls import capability_key, judging_set
+from defensemap.kb.controls import judging_set
 from defensemap.kb.mappings import resolver_for
 from defensemap.kb.threat import validation_plan
 from defensemap.kb.vocabulary import AttackVocabulary, attack_vocabulary
@@ -36,7 +36,13 @@ from defensemap.model.coverage import (
     Procedure,
     TechniqueCoverage,
 )
-from defensemap.model.mappings import NON_MAPPABLE, MappingRow, MappingSet, framework_label
+from defensemap.model.mappings import (
+    NON_MAPPABLE,
+    MappingRow,
+    MappingSet,
+    capability_key,
+    framework_label,
+)
 from defensemap.store import mappings as mapping_store
 from defensemap.store import sigma as sigma_store
 from defensemap.store.db import Store

@@ -3,26 +3,15 @@ against one mapping set of its framework (the newest, or the version it names)."
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from defensemap.errors import DefensemapError
 from defensemap.kb.mappings import select_sets
 from defensemap.kb.vocabulary import ENTERPRISE
 from defensemap.model.coverage import ControlInPlace
-from defensemap.model.mappings import MappingSet
+from defensemap.model.mappings import MappingSet, capability_key
 from defensemap.store import mappings as mapping_store
 from defensemap.store.db import Store
-
-_LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
-
-
-def capability_key(framework: str, capability_id: str) -> str:
-    """How a capability id compares: case-insensitive, and for NIST 800-53 without leading
-    zeros, because the newest files write ``IA-05`` where older ones (and people) write
-    ``IA-5``."""
-    key = capability_id.strip().casefold()
-    return _LEADING_ZEROS.sub("", key) if framework == "nist_800_53" else key
 
 
 def judging_set(store: Store, framework: str, framework_version: str | None) -> MappingSet:

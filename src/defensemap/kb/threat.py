@@ -468,8 +468,8 @@ def resolve_profile(
     _add_attack_actors(builder, wanted)
     _add_tactics(builder, tactics)
     _add_platforms(builder, platforms)
-    for path in layers:
-        _add_layer(builder, Path(path))
+    for path in dict.fromkeys(Path(p).resolve() for p in layers):  # one file is one actor
+        _add_layer(builder, path)
     if cves or kev:
         _add_cves(builder, store, cves, kev)
     return builder.profile()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,3 +145,14 @@ class MappingSet:
             f"{framework_label(info.framework)} {info.framework_version}"
             f" (ATT&CK {info.attack_version} {info.domain.removesuffix('-attack')})"
         )
+
+
+_LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
+
+
+def capability_key(framework: str, capability_id: str) -> str:
+    """How a capability id compares: case-insensitive, and for NIST 800-53 without leading
+    zeros, because the newest files write ``IA-05`` where older ones (and people) write
+    ``IA-5``."""
+    key = capability_id.strip().casefold()
+    return _LEADING_ZEROS.sub("", key) if framework == "nist_800_53" else key

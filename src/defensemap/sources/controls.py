@@ -12,8 +12,9 @@ from typing import Any
 
 from defensemap.errors import ParseError, SchemaError, SourceError, SourceLocation
 from defensemap.model.coverage import ControlInPlace, ControlStatus
-from defensemap.model.mappings import FRAMEWORK_ALIASES, FRAMEWORK_LABELS
+from defensemap.model.mappings import FRAMEWORK_ALIASES, FRAMEWORK_LABELS, capability_key
 from defensemap.sources.files import read_text
+from defensemap.sources.validation import pointer_token
 from defensemap.sources.yamlfiles import load_yaml
 
 STATUSES: tuple[ControlStatus, ...] = ("implemented", "partial", "planned", "not-applicable")
@@ -166,7 +167,7 @@ def _yaml_list(items: list[Any], path: Path) -> Iterator[Located]:
 
 def _yaml_tree(tree: dict[Any, Any], path: Path) -> Iterator[Located]:
     for framework, capabilities in tree.items():
-        pointer = f"/{_escape(str(framework))}"
+        pointer = f"/{pointer_token(framework)}"
         if not isinstance(capabilities, dict):
             raise SchemaError(
                 "expected a mapping of capability id to status",
@@ -174,7 +175,7 @@ def _yaml_tree(tree: dict[Any, Any], path: Path) -> Iterator[Located]:
                 hint=_YAML_HINT,
             )
         for capability, status in capabilities.items():
-            item_pointer = f"{pointer}/{_escape(str(capability))}"
+            item_pointer = f"{pointer}/{pointer_token(capability)}"
             values = {
                 "framework": str(framework),
                 "capability_id": _scalar(capability),
@@ -189,14 +190,6 @@ def _yaml_tree(tree: dict[Any, Any], path: Path) -> Iterator[Located]:
 
 def _scalar(value: Any) -> str:
     return "" if value is None or isinstance(value, dict | list) else str(value).strip()
-
-
-def _escape(token: str) -> str:
-    """A JSON-pointer reference token."""
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-# --- rows ----------------------------------------------------------------------------------------
 
 
 def _control(
@@ -230,12 +223,13 @@ def _control(
 
 
 def _refuse_duplicates(read: Iterator[Located]) -> list[ControlInPlace]:
-    """The same capability twice would leave its status to file order: refuse it."""
+    """The same capability twice (``IA-5`` and ``IA-05`` are one NIST control) would leave
+    its status to file order: refuse it."""
     seen: dict[tuple[str, str, str], ControlInPlace] = {}
     for control, where in read:
         key = (
             control.framework,
-            control.capability_id.casefold(),
+            capability_key(control.framework, control.capability_id),
             (control.framework_version or "").casefold(),
         )
         if key in seen:

@@ -5,6 +5,7 @@ Every expectation below is written out by hand from the objects defined here."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -347,6 +348,14 @@ def test_a_layer_selects_enabled_techniques_scored_above_zero(store: Store, tmp_
             " counted as T1078",
         ),
     )
+
+
+def test_the_same_layer_given_twice_is_one_actor(store: Store, tmp_path: Path) -> None:
+    path = _layer(tmp_path, [{"techniqueID": "T1059"}])
+    relative = Path(os.path.relpath(path))
+    profile = resolve_profile(store, layers=[path, relative, str(path)])
+    assert [a.id for a in profile.actors] == ["threats.json"]
+    assert len(profile.procedures) == 1
 
 
 def test_a_layer_without_scores_selects_every_enabled_technique(

@@ -159,6 +159,13 @@ BAD = [
         "c.csv:3",
         "listed twice (first at c.csv:2)",
     ),
+    (
+        "c.csv",
+        "framework,capability_id,status\nnist_800_53,IA-5,implemented\nnist_800_53,IA-05,planned\n",
+        SchemaError,
+        "c.csv:3",
+        "IA-05 is listed twice (first at c.csv:2)",
+    ),
     ("c.yaml", "- framework: aws\n  status: [oops\n", ParseError, "c.yaml:3", "not valid YAML"),
     (
         "c.yaml",
