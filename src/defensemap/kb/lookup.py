@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from defensemap.errors import InputError, NotFoundError, StoreError
@@ -136,30 +136,42 @@ def find_object(
     releases = select_releases(store, attack_version, domain)
     for release in releases:
         view = ReleaseView(store, release)
-        candidates = [
-            o for o in attack_store.find_by_attack_id(store, ident, release.id) if o.kind in kinds
-        ] or [o for o in attack_store.find_by_name(store, ident, release.id) if o.kind in kinds]
-        if not candidates:
+        best = best_by_id(view, ident, kinds) or _preferred(
+            o for o in attack_store.find_by_name(store, ident, release.id) if o.kind in kinds
+        )
+        if best is None:
             continue
-        candidates.sort(key=lambda o: (o.revoked, o.deprecated))
-        best = candidates[0]
         if best.revoked:
-            return _follow_revocation(view, best, ident)
+            last = follow_revoked(view, best)
+            return Found(view, last, None if last.revoked else ident)
         return Found(view, best, None)
     raise _not_found(store, ident, kinds, releases)
 
 
-def _follow_revocation(view: ReleaseView, obj: AttackObject, ident: str) -> Found:
+def best_by_id(view: ReleaseView, ident: str, kinds: tuple[str, ...]) -> AttackObject | None:
+    """The object of ``kinds`` with this ATT&CK id in the view's release (case-insensitive);
+    a current one wins over a revoked or deprecated one with the same id."""
+    found = attack_store.find_by_attack_id(view.store, ident, view.release.id)
+    return _preferred(o for o in found if o.kind in kinds)
+
+
+def _preferred(candidates: Iterable[AttackObject]) -> AttackObject | None:
+    return min(candidates, key=lambda o: (o.revoked, o.deprecated), default=None)
+
+
+def follow_revoked(view: ReleaseView, obj: AttackObject) -> AttackObject:
+    """Where ``obj``'s ``revoked-by`` chain leads: the first object that is not revoked, or
+    the last one reached when the chain breaks off (still revoked)."""
     current = obj
     for _ in range(MAX_REVOCATION_HOPS):
+        if not current.revoked:
+            break
         links = view.rels(source=current.stix_id, relationship_type="revoked-by", active_only=False)
         target = view.get(links[0].target_ref) if links else None
         if target is None:
             break
         current = target
-        if not current.revoked:
-            return Found(view, current, ident)
-    return Found(view, current, None)
+    return current
 
 
 def _not_found(

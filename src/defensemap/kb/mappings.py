@@ -17,7 +17,9 @@ from defensemap.kb.lookup import (
     MAX_REVOCATION_HOPS,
     Found,
     ReleaseView,
+    best_by_id,
     find_object,
+    follow_revoked,
     select_releases,
 )
 from defensemap.model.attack import AttackObject, Release, version_key
@@ -29,7 +31,6 @@ from defensemap.model.mappings import (
     framework_label,
     mapping_type_label,
 )
-from defensemap.store import attack as attack_store
 from defensemap.store import mappings as mapping_store
 from defensemap.store.db import Store
 
@@ -146,37 +147,16 @@ class AttackResolver:
         if obj is None:
             return AttackResolution(attack_id, name, None, None, "missing", version)
         if obj.revoked:
-            target = self._follow(self._view, obj)
-            current = (target.attack_id, target.name) if target else (None, None)
+            target = follow_revoked(self._view, obj)
+            current = (None, None) if target.revoked else (target.attack_id, target.name)
             return AttackResolution(attack_id, name, *current, "revoked", version)
         status = "deprecated" if obj.deprecated else "current"
         return AttackResolution(attack_id, name, obj.attack_id, obj.name, status, version)
 
     def _technique(self, attack_id: str) -> AttackObject | None:
-        """The technique with this id; a current one wins over a revoked one of the same id."""
         if attack_id not in self._techniques and self._view is not None:
-            found = [
-                o
-                for o in attack_store.find_by_attack_id(
-                    self._view.store, attack_id, self._view.release.id
-                )
-                if o.kind == "technique"
-            ]
-            found.sort(key=lambda o: o.revoked)
-            self._techniques[attack_id] = found[0] if found else None
+            self._techniques[attack_id] = best_by_id(self._view, attack_id, ("technique",))
         return self._techniques.get(attack_id)
-
-    @staticmethod
-    def _follow(view: ReleaseView, obj: AttackObject) -> AttackObject | None:
-        current: AttackObject | None = obj
-        for _ in range(10):
-            if current is None or not current.revoked:
-                return current
-            links = view.rels(
-                source=current.stix_id, relationship_type="revoked-by", active_only=False
-            )
-            current = view.get(links[0].target_ref) if links else None
-        return None
 
 
 def resolver_for(store: Store, domain: str, attack_version: str | None) -> AttackResolver:
