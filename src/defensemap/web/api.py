@@ -18,7 +18,6 @@ from defensemap.web.context import json_response, web
 if TYPE_CHECKING:
     from defensemap.library.loader import Library
     from defensemap.model.coverage import ControlInPlace, CoverageReport, DeployedRule
-    from defensemap.sources.detections import LoadedDetection
     from defensemap.store.db import Store
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
@@ -291,12 +290,6 @@ def detections(
     return _ok(request, "detections", found.to_json())
 
 
-def library_detection(library: Library, ident: str) -> LoadedDetection | None:
-    """Our detection with this id (ids are lower-case UUIDs), or ``None``."""
-    wanted = ident.strip().lower()
-    return next((d for d in library.detections if str(d.detection.id) == wanted), None)
-
-
 @router.get("/detections/{detection_id}", summary="A detection or community rule")
 def detection(
     request: Request, detection_id: IdPath, attack_version: VersionQuery = None
@@ -306,12 +299,12 @@ def detection(
     from defensemap.kb.detections import community_rule_doc, detection_doc
     from defensemap.library.convert import support_matrix
 
-    context = web(request)
-    loaded = library_detection(context.library(), detection_id)
-    with context.store() as store:
-        if loaded is None:
+    library = web(request).library()
+    with web(request).store() as store:
+        if not library.has(detection_id):
             rule = community_rule_doc(store, detection_id.strip(), attack_version)
             return _ok(request, rule.kind_name, rule.to_json())
+        loaded = library.get(detection_id)
         doc = detection_doc(store, loaded, attack_version)
     support = support_matrix([loaded.detection])
     data = {**doc.to_json(), "support_matrix": [row.to_json() for row in support]}

@@ -25,7 +25,7 @@ from defensemap.library.loader import (
     load_library_for_views,
 )
 from defensemap.store.db import LOAD_HINT, Store, open_store
-from defensemap.web.markdown import render_markdown
+from defensemap.web.markdown import render_markdown, safe_link
 from defensemap.web.urls import capability_url, object_url, result_url
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -52,6 +52,7 @@ class WebContext:
         self.templates.filters["result_url"] = result_url
         self.templates.globals["object_url"] = object_url
         self.templates.globals["capability_url"] = capability_url
+        self.templates.globals["safe_link"] = safe_link
 
     @contextmanager
     def store(self) -> Iterator[Store]:

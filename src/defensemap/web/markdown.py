@@ -9,7 +9,7 @@ counters and detections they are reading, and an air-gapped SOC gets a page that
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
@@ -23,8 +23,11 @@ _ATTACK_PAGE = re.compile(
 )
 
 
-def _safe_link(url: str) -> bool:
-    return url.strip().lower().startswith(_SAFE_SCHEMES)
+def safe_link(url: str | None) -> str | None:
+    """``url`` when a browser may follow it (http, https, mailto), else ``None``."""
+    if url and url.strip().lower().startswith(_SAFE_SCHEMES):
+        return url.strip()
+    return None
 
 
 def local_attack_url(url: str) -> str | None:
@@ -52,12 +55,14 @@ def _localise_attack_links(state: StateCore) -> None:
 @cache
 def _renderer() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-    md.validateLink = _safe_link  # type: ignore[method-assign]
+    md.validateLink = lambda url: safe_link(url) is not None  # type: ignore[method-assign]
     md.disable("image")
     md.core.ruler.push("local_attack_links", _localise_attack_links)
     return md
 
 
+@lru_cache(maxsize=16384)
 def render_markdown(text: str | None, base_url: str = "") -> Markup:
-    """HTML for trusted display; everything the text holds is escaped or dropped."""
+    """HTML for trusted display; everything the text holds is escaped or dropped. Memoised:
+    ATT&CK and mapping prose repeats on every view."""
     return Markup(_renderer().render(text or "", {"base_url": base_url}))

@@ -59,20 +59,12 @@ CONVERTED_TABS: dict[str, str] = {
     "qradar": "AQL (QRadar)",
     "kusto": "KQL from Sigma",
 }
-_SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _CODE_TAG = re.compile(r"</?code>")
 _TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
 # --- presentation helpers ------------------------------------------------------------------------
-
-
-def safe_link(url: str | None) -> str | None:
-    """``url`` when a browser may follow it (http, https, mailto), else ``None``."""
-    if url and url.strip().lower().startswith(_SAFE_SCHEMES):
-        return url.strip()
-    return None
 
 
 @lru_cache(maxsize=16384)
@@ -86,20 +78,9 @@ def cited_markdown(text: str | None, base_url: str = "") -> Markup:
     return Markup("".join(parts))
 
 
-@lru_cache(maxsize=16384)
-def cached_markdown(text: str | None, base_url: str = "") -> Markup:
-    """The ``markdown`` filter, memoised: ATT&CK and mapping prose repeats on every view."""
-    return render_markdown(text, base_url)
-
-
 @pass_context
 def _cite(context: Context, text: str | None) -> Markup:
     return cited_markdown(text, context.get("base_url", ""))
-
-
-@pass_context
-def _md(context: Context, text: str | None) -> Markup:
-    return cached_markdown(text, context.get("base_url", ""))
 
 
 def _yaml(data: Any) -> str:
@@ -116,8 +97,6 @@ def _shown_path(path: str) -> str:
 
 HELPERS: dict[str, Any] = {
     "cite": _cite,
-    "md": _md,
-    "safe_link": safe_link,
     "shown_path": _shown_path,
 }
 
