@@ -39,11 +39,16 @@ from sigma.plugins import InstalledSigmaPlugins
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline, QueryPostprocessingItem
 from sigma.processing.postprocessing import QueryPostprocessingTransformation
 from sigma.processing.transformations import FieldMappingTransformation, SetStateTransformation
-from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
-from sigma.types import Placeholder, SigmaCasedString, SigmaRegularExpression, SigmaString
+from sigma.rule import SigmaRule
+from sigma.types import SigmaCasedString, SigmaString
 
 from defensemap.catalog import load_catalog
-from defensemap.engine.sigma.pipelines import sysmon_pipeline
+from defensemap.engine.sigma.pipelines import (
+    is_windows_rule,
+    placeholders,
+    rule_items,
+    sysmon_pipeline,
+)
 from defensemap.model.detection import Detection
 
 Status = Literal["exact", "approximate", "refused"]
@@ -233,23 +238,10 @@ def _pipeline(*names: str) -> ProcessingPipeline:
 # -- rule facts ---------------------------------------------------------------------------------
 
 
-def _items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
-    for item in detection.detection_items:
-        if isinstance(item, SigmaDetection):
-            yield from _items(item)
-        else:
-            yield item
-
-
-def _all_items(rule: SigmaRule) -> Iterator[SigmaDetectionItem]:
-    for detection in rule.detection.detections.values():
-        yield from _items(detection)
-
-
 def rule_fields(rule: SigmaRule) -> list[str]:
     """Field names the rule's detections use, in first-use order."""
     seen: dict[str, None] = {}
-    for item in _all_items(rule):
+    for item in rule_items(rule):
         if item.field is not None:
             seen.setdefault(item.field)
     return list(seen)
@@ -261,22 +253,11 @@ def case_sensitive_fields(rule: SigmaRule, mapped: dict[str, set[str]]) -> list[
     fields (Elasticsearch normalises the query term for those). Regular expressions are
     the rule's own business: Sigma's are case-sensitive too."""
     found: set[str] = set()
-    for item in _all_items(rule):
+    for item in rule_items(rule):
         if item.field is None or not any(_has_letters(v) for v in item.value):
             continue
         found |= {t for t in mapped.get(item.field) or {item.field} if not t.endswith(".caseless")}
     return sorted(found)
-
-
-def placeholders(rule: SigmaRule) -> list[str]:
-    """``%name%`` placeholders of ``|expand`` values, which every backend leaves unresolved."""
-    names: set[str] = set()
-    for item in _all_items(rule):
-        for value in item.value:
-            text = value.regexp if isinstance(value, SigmaRegularExpression) else value
-            if isinstance(text, SigmaString):
-                names.update(f"%{p.name}%" for p in text.s if isinstance(p, Placeholder))
-    return sorted(names)
 
 
 def _logsource(rule: SigmaRule) -> str:
@@ -296,10 +277,6 @@ def _logsource(rule: SigmaRule) -> str:
 # -- plans per target ---------------------------------------------------------------------------
 
 
-def _windows(rule: SigmaRule) -> bool:
-    return (rule.logsource.product or "").casefold() == "windows"
-
-
 def _selects_windows_events(ids: set[str], state: dict[str, Any]) -> bool:
     return any(i.startswith(("sysmon_", "windows_logsource_")) for i in ids)
 
@@ -317,7 +294,7 @@ def _named(*names: str) -> Callable[[], ProcessingPipeline]:
 
 
 def _plan_splunk(rule: SigmaRule, tables: Sequence[str]) -> _Plan:
-    if _windows(rule):
+    if is_windows_rule(rule):
         return _Plan(
             ("sysmon", "splunk_windows"),
             _named("sysmon", "splunk_windows"),
@@ -328,7 +305,7 @@ def _plan_splunk(rule: SigmaRule, tables: Sequence[str]) -> _Plan:
 
 
 def _plan_elastic(rule: SigmaRule, tables: Sequence[str]) -> _Plan:
-    if _windows(rule):
+    if is_windows_rule(rule):
         return _Plan(("ecs_windows",), _named("ecs_windows"), passthrough=("winlog.event_data.",))
     return _Plan((), lambda: None)
 
@@ -357,7 +334,7 @@ def _has_table(ids: set[str], state: dict[str, Any]) -> bool:
 
 
 def _plan_kusto(rule: SigmaRule, tables: Sequence[str]) -> _Plan:
-    if _windows(rule):
+    if is_windows_rule(rule):
         defender = any(t.startswith("Device") for t in tables)
         if "SecurityEvent" in tables and not defender:
             return _Plan(

@@ -16,8 +16,7 @@ from sigma.correlations import (
     SigmaCorrelationType,
 )
 from sigma.exceptions import SigmaTransformationError
-from sigma.rule import SigmaDetection, SigmaRule
-from sigma.types import Placeholder, SigmaRegularExpression, SigmaString
+from sigma.rule import SigmaRule
 
 from defensemap.engine.sigma.backend import DuckDBBackend, Schema
 from defensemap.engine.sigma.pipelines import (
@@ -25,6 +24,7 @@ from defensemap.engine.sigma.pipelines import (
     PipelineVariant,
     defender_field,
     generic_applies,
+    placeholders,
     table_kind,
     variants_for,
 )
@@ -130,25 +130,6 @@ class _Target:
         return str(condition), self.backend.target_table, set(self.backend.unknown_fields)
 
 
-def _placeholders(rule: SigmaRule) -> list[str]:
-    """Names of the unresolved ``|expand`` placeholders in a rule's values."""
-    names: set[str] = set()
-
-    def walk(detection: SigmaDetection) -> None:
-        for item in detection.detection_items:
-            if isinstance(item, SigmaDetection):
-                walk(item)
-                continue
-            for value in item.value:
-                text = value.regexp if isinstance(value, SigmaRegularExpression) else value
-                if isinstance(text, SigmaString):
-                    names.update(f"%{p.name}%" for p in text.s if isinstance(p, Placeholder))
-
-    for detection in rule.detection.detections.values():
-        walk(detection)
-    return sorted(names)
-
-
 def _resolve_table(name: str | None, tables: Iterable[str]) -> str | None:
     if name is None:
         return None
@@ -204,11 +185,11 @@ def _compile_one(
 ) -> None:
     info = RuleInfo.of(rule)
     result.infos[info.rule_id] = info
-    placeholders = _placeholders(rule)
-    if placeholders:
+    unresolved = placeholders(rule)
+    if unresolved:
         result.problems.append(
             info.problem(
-                f"unresolved placeholder {', '.join(placeholders)}: defensemap does not expand "
+                f"unresolved placeholder {', '.join(unresolved)}: defensemap does not expand "
                 "|expand placeholders; replace them with values in a copy of the rule"
             )
         )

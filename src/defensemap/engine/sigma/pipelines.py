@@ -55,7 +55,7 @@ from sigma.pipelines.windows.windows import (
 )
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
-from sigma.types import SigmaFieldReference
+from sigma.types import Placeholder, SigmaFieldReference, SigmaRegularExpression, SigmaString
 
 __all__ = [
     "DEFENDER_TABLES",
@@ -150,12 +150,12 @@ def defender_field(table: str, field: str) -> str:
     return mapped if isinstance(mapped, str) else field
 
 
-def _windows_product(rule: SigmaRule) -> bool:
+def is_windows_rule(rule: SigmaRule) -> bool:
     return (rule.logsource.product or "").casefold() == "windows"
 
 
 def _audit_category(rule: SigmaRule) -> bool:
-    return _windows_product(rule) and rule.logsource.category in AUDIT_CATEGORIES
+    return is_windows_rule(rule) and rule.logsource.category in AUDIT_CATEGORIES
 
 
 def _selects_windows_events(applied: set[str]) -> bool:
@@ -193,7 +193,7 @@ _WINDOWS_VARIANTS = (
         "sysmon",
         "windows",
         lambda: sysmon_pipeline() + windows_logsource_pipeline(),
-        _windows_product,
+        is_windows_rule,
         _selects_windows_events,
     ),
     PipelineVariant(
@@ -218,6 +218,12 @@ def variants_for(kind: TableKind) -> tuple[PipelineVariant, ...]:
     return _GENERIC_VARIANTS
 
 
+def rule_items(rule: SigmaRule) -> Iterator[SigmaDetectionItem]:
+    """Every detection item of every detection of the rule, nested ones included."""
+    for detection in rule.detection.detections.values():
+        yield from _detection_items(detection)
+
+
 def _detection_items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
     for item in detection.detection_items:
         if isinstance(item, SigmaDetection):
@@ -230,13 +236,12 @@ def referenced_fields(rule: SigmaRule) -> tuple[set[str], bool]:
     """The field names a rule's detections use, and whether it has keyword (field-less) items."""
     fields: set[str] = set()
     keywords = False
-    for detection in rule.detection.detections.values():
-        for item in _detection_items(detection):
-            if item.field is None:
-                keywords = True
-            else:
-                fields.add(item.field)
-            fields.update(v.field for v in item.value if isinstance(v, SigmaFieldReference))
+    for item in rule_items(rule):
+        if item.field is None:
+            keywords = True
+        else:
+            fields.add(item.field)
+        fields.update(v.field for v in item.value if isinstance(v, SigmaFieldReference))
     return fields, keywords
 
 
@@ -247,3 +252,14 @@ def generic_applies(rule: SigmaRule, columns: Iterable[str]) -> bool:
         return False
     folded = {c.casefold() for c in columns}
     return all(f.casefold() in folded for f in fields)
+
+
+def placeholders(rule: SigmaRule) -> list[str]:
+    """``%name%`` placeholders of ``|expand`` values, which every backend leaves unresolved."""
+    names: set[str] = set()
+    for item in rule_items(rule):
+        for value in item.value:
+            text = value.regexp if isinstance(value, SigmaRegularExpression) else value
+            if isinstance(text, SigmaString):
+                names.update(f"%{p.name}%" for p in text.s if isinstance(p, Placeholder))
+    return sorted(names)
