@@ -523,15 +523,16 @@ def convert(sigma: dict[str, Any], target: str, *, tables: Sequence[str] = ()) -
         )
     processed = backend.last_processing_pipeline
     processed_mappings = {k: set(v) for k, v in processed.field_mappings.items()}
+    unprocessed = _parse(sigma)  # the conversion rewrote ``rule`` in place
     status, notes = _verdict(
         plan,
-        _parse(sigma),
+        unprocessed,
         processed_mappings,
         set(processed.applied_ids),
         dict(processed.state),
     )
     if target == "elastic-lucene":
-        literal = case_sensitive_fields(_parse(sigma), processed_mappings)
+        literal = case_sensitive_fields(unprocessed, processed_mappings)
         if literal:
             status = "approximate"
             notes = (*notes, _LUCENE_CASE_NOTE.format(fields=", ".join(literal)))
