@@ -26,7 +26,7 @@ from defensemap.export.navigator import LayerTechnique, layer
 from defensemap.kb.vocabulary import AttackVocabulary, TacticInfo, TechniqueInfo
 from defensemap.library.convert import Conversion, convert_detection
 from defensemap.library.sigma import effective_sigma
-from defensemap.model.detection import Detection
+from defensemap.model.detection import TIMESPAN_PATTERN, Detection
 from defensemap.sources.detections import LoadedDetection
 from defensemap.store.db import LOAD_HINT
 
@@ -105,7 +105,7 @@ _USER_IDS = frozenset(
 _ARM_API_VERSION = "2023-12-01-preview"
 # uuid5 namespace of the Sentinel alert rule names derived from detection ids.
 _RULE_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-5c6d-8e7f-9a0b1c2d3e4f")
-_TIMESPAN = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
+_TIMESPAN = re.compile(TIMESPAN_PATTERN)
 
 
 # -- ATT&CK names --------------------------------------------------------------------------------

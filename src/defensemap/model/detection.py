@@ -112,11 +112,15 @@ class EntityMapping(_Model):
     fields: dict[str, str]
 
 
-class Schedule(_Model):
-    """How often the rule runs and over how much data (KQL timespans: ``1h``, ``1d``)."""
+#: A schedule timespan: minutes, hours or days, as every export target can express them.
+TIMESPAN_PATTERN = r"^\s*(\d+)\s*([mhd])\s*$"
 
-    frequency: str = "1h"
-    period: str = "1h"
+
+class Schedule(_Model):
+    """How often the rule runs and over how much data (KQL timespans: ``5m``, ``1h``, ``14d``)."""
+
+    frequency: str = Field(default="1h", pattern=TIMESPAN_PATTERN)
+    period: str = Field(default="1h", pattern=TIMESPAN_PATTERN)
     threshold: int = Field(default=0, ge=0)
 
 

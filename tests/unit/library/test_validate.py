@@ -107,6 +107,7 @@ CASES = {
         "hunting_queries[0]",
     ),
     "empty field": ({"tuning": []}, "complete", "tuning is empty"),
+    "schedule timespan": ({"schedule__frequency": "hourly"}, "schema", "schedule/frequency"),
     "sigma tactic tags": (
         {"sigma__tags": ["attack.lateral-movement"]},
         "sigma",
