@@ -62,6 +62,7 @@ CONVERTED_TABS: dict[str, str] = {
 _CODE_TAG = re.compile(r"</?code>")
 _TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+_KEEP_TAG = re.compile(r"<(/?)(?:code|pre|a)[\s>]")
 
 
 # --- presentation helpers ------------------------------------------------------------------------
@@ -73,8 +74,16 @@ def cited_markdown(text: str | None, base_url: str = "") -> Markup:
     ATT&CK's inline ``<code>`` tags become code spans first (raw HTML is off)."""
     html = str(render_markdown(_CODE_TAG.sub("`", text or ""), base_url))
     parts = _TAG_OR_TEXT.split(html)
-    for index in range(0, len(parts), 2):  # text between tags only, never inside a tag
-        parts[index] = _CITATION.sub(r'<sup><a href="#ref-\1">[\1]</a></sup>', parts[index])
+    inside = (
+        0  # within <code>, <pre> or <a>: a citation link there would corrupt code or nest links
+    )
+    for index, part in enumerate(parts):
+        if index % 2:
+            opening = _KEEP_TAG.match(part)
+            if opening:
+                inside += -1 if opening[1] else 1
+        elif not inside:
+            parts[index] = _CITATION.sub(r'<sup><a href="#ref-\1">[\1]</a></sup>', part)
     return Markup("".join(parts))
 
 

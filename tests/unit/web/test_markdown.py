@@ -64,3 +64,15 @@ def test_no_text_yields_script_handlers_or_unsafe_hrefs(text: str) -> None:
         assert not any(name.lower().startswith("on") for name in element.attrib)
     for href in tree.xpath("//a/@href"):
         assert href.lower().startswith(("http://", "https://", "mailto:", "/base/"))
+
+
+def test_citations_link_to_references_but_never_inside_code_or_links() -> None:
+    from defensemap.web.pages_attack import cited_markdown
+
+    html = str(
+        cited_markdown("Runs <code>$a[1]</code> per [the guide [2]](https://ex.org/g), seen [1].")
+    )
+    tree = lxml.html.fromstring(f"<div>{html}</div>")
+    assert tree.xpath("//code/text()") == ["$a[1]"]
+    assert tree.xpath("//a/@href") == ["https://ex.org/g", "#ref-1"]
+    assert not tree.xpath("//a//a")
