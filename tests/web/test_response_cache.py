@@ -48,6 +48,8 @@ def test_a_changed_library_is_served_within_a_second(content: Path, copied_home:
         ).status_code
         == 304
     )
+    listed = {"If-None-Match": f'"other", W/{first.headers["etag"]}'}
+    assert client.get("/api/v1/detections", headers=listed).status_code == 304
     renamed = FIXTURE.read_text().replace(
         "5b0f8a8e-3c1e-4d5e-9a6f-2f4b7c9d1e01", "5b0f8a8e-3c1e-4d5e-9a6f-2f4b7c9d1e02"
     )

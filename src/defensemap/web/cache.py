@@ -30,6 +30,15 @@ class Cached:
         return [(n, v) for n, v in self.headers if n not in (b"content-length", b"content-type")]
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """``If-None-Match`` holds this tag: one tag, a list, weak (``W/``) forms or ``*``
+    (RFC 9110 §13.1.2 compares weakly for GET)."""
+    if not if_none_match:
+        return False
+    offered = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in offered or etag.removeprefix("W/") in offered
+
+
 class ResponseCache:
     def __init__(self, size: int = SIZE, max_bytes: int = MAX_BYTES) -> None:
         self._size = size

@@ -25,6 +25,7 @@ from defensemap.library.loader import (
     load_library_for_views,
 )
 from defensemap.store.db import LOAD_HINT, Store, open_store
+from defensemap.web.cache import etag_matches
 from defensemap.web.markdown import render_markdown, safe_link
 from defensemap.web.urls import capability_url, object_url, result_url
 
@@ -117,7 +118,7 @@ def cached(request: Request, body: bytes, media_type: str, status: int = 200) ->
     """A response with a strong ETag; ``If-None-Match`` with the same tag gets a 304."""
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if status == 200 and request.headers.get("if-none-match") == etag:
+    if status == 200 and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, status_code=status, media_type=media_type, headers=headers)
 

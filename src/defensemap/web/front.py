@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from defensemap.web.cache import Cached, ResponseCache
+from defensemap.web.cache import Cached, ResponseCache, etag_matches
 from defensemap.web.context import WebContext
 
 TOKEN_COOKIE = "defensemap_token"
@@ -113,7 +113,7 @@ def _secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 async def _replay(cached: Cached, if_none_match: str | None, send: Send) -> None:
     """The kept response, or a 304 when the client already holds its ETag."""
     etag = cached.etag
-    if etag is not None and if_none_match is not None and if_none_match.encode() == etag:
+    if etag is not None and etag_matches(if_none_match, etag.decode("latin-1")):
         await send(
             {"type": "http.response.start", "status": 304, "headers": cached.not_modified_headers()}
         )

@@ -36,3 +36,14 @@ def test_the_same_url_in_another_data_state_is_another_entry() -> None:
     cache.put("/a", "store-1", _page(1))
     assert cache.get("/a", "store-2") is None
     assert cache.get("/a", "store-1") is not None
+
+
+def test_if_none_match_accepts_lists_weak_tags_and_star() -> None:
+    from defensemap.web.cache import etag_matches
+
+    tag = '"abc"'
+    assert etag_matches('"abc"', tag)
+    assert etag_matches('"x", W/"abc"', tag)
+    assert etag_matches("*", tag)
+    assert not etag_matches('"abcd"', tag)
+    assert not etag_matches(None, tag) and not etag_matches("", tag)
