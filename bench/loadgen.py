@@ -5,7 +5,8 @@ page, and on 2 CPUs the generator shares the machine with the server).
 Two modes:
 
 * open loop (``open_loop``): ``clients`` connections, each sending on a fixed schedule so the
-  whole run offers ``rate`` requests per second, whatever the answers do. Latency is taken from
+  whole run offers ``rate`` requests per second (each connection has one request in flight, so a
+  stalled answer holds back that connection's next sends). Latency is taken from
   the *scheduled* send time, so a slow answer that delays the next request is charged to the
   requests it delayed (no coordinated omission).
 * closed loop (``closed_loop``): every connection sends its next request when the previous one

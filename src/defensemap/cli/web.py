@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,10 @@ from defensemap.cli.output import err_console, progress
 from defensemap.errors import InputError
 
 TOKEN_ENV = "DEFENSEMAP_TOKEN"
+
+
+#: Characters that travel unquoted in a header, a cookie and a URL query.
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
 
 
 def _loopback(host: str) -> bool:
@@ -46,8 +51,11 @@ def serve(
             f"binding to {host} exposes the store beyond this machine",
             hint=f"give --token (or ${TOKEN_ENV}); every request must then carry it",
         )
-    if token is not None and len(token) < 16:
-        raise InputError("the token is too short", hint="use at least 16 random characters")
+    if token is not None and not _TOKEN.fullmatch(token):
+        raise InputError(
+            "the token must be at least 16 letters, digits or - _ . ~",
+            hint="e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))'",
+        )
     app = create_app(settings(), token=token)
     err_console().print(f"defensemap on http://{host}:{port}/ (Ctrl+C stops)", markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -216,8 +217,6 @@ _worker: list[_Worker] = []
 def _start_worker(home: str, base_url: str, out: str, attack_version: str | None) -> None:
     """One app per render process. pySigma's per-rule warnings are not repeated on the
     console: each page already shows its conversion notes."""
-    import warnings
-
     warnings.filterwarnings("ignore", module=r"sigma\.")
     app: ASGIApp = static_app(Settings(Path(home)), base_url, attack_version)
     if attack_version:
@@ -302,9 +301,10 @@ def render_pages(
     statuses: list[tuple[str, int]] = []
     if jobs == 1:
         # A thread of its own, so a caller whose thread already runs an event loop (a
-        # notebook, a test session driving a browser) can build a site in-process too.
-        _start_worker(*args)
-        with ThreadPoolExecutor(1) as thread:
+        # notebook, a test session driving a browser) can build a site in-process too; the
+        # caller's warning filters are given back afterwards.
+        with warnings.catch_warnings(), ThreadPoolExecutor(1) as thread:
+            _start_worker(*args)
             for chunk in chunks:
                 statuses += thread.submit(_render_chunk, chunk).result()
                 advance(len(chunk))
