@@ -108,3 +108,16 @@ def test_a_broken_or_removed_library_leaves_every_page_working(
     time.sleep(LIBRARY_CHECK_SECONDS)
     assert client.get("/techniques/T1021.007").status_code == 200
     assert "no detection library at" in client.get("/").text
+
+
+def test_head_answers_like_get_without_the_body(content: Path, copied_home: Path) -> None:
+    client = TestClient(create_app(Settings(copied_home)))
+    for _ in range(2):  # rendered (by the HEAD), then kept
+        head = client.head("/techniques/T1021.007")
+        get = client.get("/techniques/T1021.007")
+        assert head.status_code == get.status_code == 200
+        assert head.content == b""
+        assert head.headers["etag"] == get.headers["etag"]
+        assert head.headers["content-length"] == str(len(get.content))
+    assert client.head("/techniques/T9999").status_code == 404
+    assert client.head("/static/style.css").status_code == 200

@@ -51,6 +51,8 @@ class FrontDoor:
             await _unauthorised(scope["path"], send)
             return
         cookie = self.token if self.token is not None and offered == self.token else None
+        if scope["method"] == "HEAD" and not scope["path"].startswith("/static/"):
+            scope, send = {**scope, "method": "GET"}, _headers_only(send)  # routes answer GET
         if self.cache is None or not _cacheable(scope, query):
             await self.app(scope, receive, _decorating(send, cookie))
             return
@@ -100,6 +102,17 @@ def _decorating(send: Send, cookie: str | None) -> Send:
                 value = f"{TOKEN_COOKIE}={cookie}; HttpOnly; Path=/; SameSite=strict"
                 headers.append((b"set-cookie", value.encode()))
             message = {**message, "headers": headers}
+        await send(message)
+
+    return forward
+
+
+def _headers_only(send: Send) -> Send:
+    """A HEAD answer: the GET response's status and headers, without its body."""
+
+    async def forward(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
         await send(message)
 
     return forward
