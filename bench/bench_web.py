@@ -7,7 +7,7 @@ time); first views of enterprise technique pages (render cost before a page is k
 target run — ``--clients`` connections offering ``--rate`` requests/s in total for
 ``--seconds`` (open loop, latency from each request's scheduled time); and the capacity
 (the same connections sending back to back). Then `defensemap build-site` of the whole site,
-and the enterprise technique pages alone rendered in-process (target ≤ 60 s). See
+and the technique pages alone (every loaded domain) rendered in-process (target ≤ 60 s). See
 bench/README.md.
 """
 
@@ -128,7 +128,7 @@ def bench_build_site(cli: list[str], home: Path, out: Path) -> dict[str, Any]:
 
 
 def bench_technique_pages(home: Path, out: Path) -> dict[str, Any]:
-    """Only the enterprise technique pages, rendered the way build-site renders them."""
+    """Only the technique pages (every loaded domain), rendered the way build-site does."""
     from defensemap.config import Settings
     from defensemap.web.site import plan_site, prepare_out, render_pages
 
@@ -253,7 +253,7 @@ def _print(result: dict[str, Any]) -> None:
             [
                 ["whole site (fresh process)", str(b["pages"]), str(b["seconds"]), ""],
                 [
-                    f"enterprise technique pages ({t['jobs']} processes)",
+                    f"technique pages ({t['jobs']} processes)",
                     str(t["pages"]),
                     str(t["seconds"]),
                     f"≤ {TARGETS['technique_pages_s']:g} s",
